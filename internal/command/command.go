@@ -1,0 +1,121 @@
+// Package command defines the writes that travel through the Raft log and their binary
+// encoding. Each entry is one byte of format version, one byte of type, then the request
+// in msgpack. The type list is append-only: a number, once used, keeps its meaning
+// forever, because old log entries and snapshots are replayed by new binaries.
+package command
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/go-msgpack/v2/codec"
+
+	"github.com/wolke-platform/wolke/internal/state"
+)
+
+// Version is the entry format this binary writes.
+const Version byte = 1
+
+// Type tags a command. ONLY APPEND TO THIS LIST.
+type Type uint8
+
+const (
+	// KVS is a single-key write (set, cas, delete, ...): a KVSRequest.
+	KVS Type = 1
+	// TombstoneReap forgets old deletions: a TombstoneReapRequest.
+	TombstoneReap Type = 2
+)
+
+// IgnoreUnknown, set on a type, lets a binary that does not know the type skip the entry
+// instead of stopping. Only for commands whose loss cannot corrupt state.
+const IgnoreUnknown Type = 0x80
+
+func (t Type) String() string {
+	switch t &^ IgnoreUnknown {
+	case KVS:
+		return "kvs"
+	case TombstoneReap:
+		return "tombstone-reap"
+	}
+	return fmt.Sprintf("type-%d", uint8(t))
+}
+
+// KVSOp is the verb of a KVS command.
+type KVSOp string
+
+// The KV verbs; the strings are Consul's.
+const (
+	KVSet        KVSOp = "set"
+	KVCAS        KVSOp = "cas"
+	KVDelete     KVSOp = "delete"
+	KVDeleteCAS  KVSOp = "delete-cas"
+	KVDeleteTree KVSOp = "delete-tree"
+)
+
+// KVSRequest writes one key (or a tree for delete-tree). For cas and delete-cas,
+// Entry.ModifyIndex holds the index to compare with (0: create only).
+type KVSRequest struct {
+	Op    KVSOp
+	Entry state.KVEntry
+}
+
+// TombstoneReapRequest forgets deletions at or below UpTo.
+type TombstoneReapRequest struct {
+	UpTo uint64
+}
+
+var (
+	// ErrShort means the entry has no header.
+	ErrShort = errors.New("command: entry too short")
+	// ErrVersion means the entry was written in a format this binary does not read.
+	ErrVersion = errors.New("command: unknown format version")
+)
+
+var handle = func() *codec.MsgpackHandle {
+	h := &codec.MsgpackHandle{}
+	h.RawToString = true
+	h.WriteExt = true
+	return h
+}()
+
+// Encode returns the log entry for a command.
+func Encode(t Type, req any) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(64)
+	buf.WriteByte(Version)
+	buf.WriteByte(byte(t))
+	if err := codec.NewEncoder(&buf, handle).Encode(req); err != nil {
+		return nil, fmt.Errorf("command: encode %s: %w", t, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// Split returns an entry's type and body.
+func Split(entry []byte) (Type, []byte, error) {
+	if len(entry) < 2 {
+		return 0, nil, ErrShort
+	}
+	if entry[0] != Version {
+		return 0, nil, fmt.Errorf("%w %d", ErrVersion, entry[0])
+	}
+	return Type(entry[1]), entry[2:], nil
+}
+
+// DecodeBody decodes a body returned by Split into req.
+func DecodeBody(body []byte, req any) error {
+	if err := codec.NewDecoderBytes(body, handle).Decode(req); err != nil {
+		return fmt.Errorf("command: decode: %w", err)
+	}
+	return nil
+}
+
+// NewEncoder and NewDecoder give snapshot code the same msgpack settings.
+func NewEncoder(w interface{ Write([]byte) (int, error) }) *codec.Encoder {
+	return codec.NewEncoder(w, handle)
+}
+
+// NewDecoder reads msgpack written by NewEncoder.
+func NewDecoder(r interface{ Read([]byte) (int, error) }) *codec.Decoder {
+	return codec.NewDecoder(r, handle)
+}

@@ -1,0 +1,71 @@
+package state
+
+import (
+	"fmt"
+
+	"github.com/hashicorp/go-memdb"
+)
+
+// Table names. They appear in snapshots, so renaming one is a format change.
+const (
+	tableKVs        = "kvs"
+	tableTombstones = "tombstones"
+	tableIndex      = "index"
+)
+
+// indexEntry records the highest Raft index that changed a table.
+type indexEntry struct {
+	Table string
+	Value uint64
+}
+
+func schema() *memdb.DBSchema {
+	return &memdb.DBSchema{
+		Tables: map[string]*memdb.TableSchema{
+			tableKVs: {
+				Name: tableKVs,
+				Indexes: map[string]*memdb.IndexSchema{
+					"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
+					"session": {Name: "session", AllowMissing: true,
+						Indexer: &memdb.StringFieldIndex{Field: "Session"}},
+				},
+			},
+			tableTombstones: {
+				Name: tableTombstones,
+				Indexes: map[string]*memdb.IndexSchema{
+					"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
+				},
+			},
+			tableIndex: {
+				Name: tableIndex,
+				Indexes: map[string]*memdb.IndexSchema{
+					"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Table"}},
+				},
+			},
+		},
+	}
+}
+
+// bumpIndex raises the recorded index of a table; indexes never go down.
+func bumpIndex(tx *memdb.Txn, table string, idx uint64) error {
+	raw, err := tx.First(tableIndex, "id", table)
+	if err != nil {
+		return fmt.Errorf("read index of %s: %w", table, err)
+	}
+	if raw != nil && raw.(*indexEntry).Value >= idx {
+		return nil
+	}
+	if err := tx.Insert(tableIndex, &indexEntry{Table: table, Value: idx}); err != nil {
+		return fmt.Errorf("write index of %s: %w", table, err)
+	}
+	return nil
+}
+
+// tableIndexTxn returns the highest index recorded for a table, 0 if none.
+func tableIndexTxn(tx *memdb.Txn, table string) uint64 {
+	raw, err := tx.First(tableIndex, "id", table)
+	if err != nil || raw == nil {
+		return 0
+	}
+	return raw.(*indexEntry).Value
+}
