@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 
@@ -30,7 +31,16 @@ func (s slogSink) Accept(_ string, level hclog.Level, msg string, args ...any) {
 	default:
 		l = slog.LevelError
 	}
-	if s.logger.Enabled(context.Background(), l) {
-		s.logger.Log(context.Background(), l, msg, args...)
+	if !s.logger.Enabled(context.Background(), l) {
+		return
 	}
+	for i, a := range args {
+		// hclog.Fmt defers formatting to the logger; do it here.
+		if f, ok := a.(hclog.Format); ok && len(f) > 0 {
+			if format, ok := f[0].(string); ok {
+				args[i] = fmt.Sprintf(format, f[1:]...)
+			}
+		}
+	}
+	s.logger.Log(context.Background(), l, msg, args...)
 }

@@ -30,8 +30,9 @@ func NewTCPTransport(bind, advertise string, logger *slog.Logger) (*raft.Network
 	return t, nil
 }
 
-// NewInmemTransport returns a transport for a single in-memory server (dev mode).
-func NewInmemTransport(id string) raft.Transport {
-	_, t := raft.NewInmemTransport(raft.ServerAddress(id))
+// NewInmemTransport returns a transport for a single in-memory server (dev mode); addr
+// is only the name it reports.
+func NewInmemTransport(addr string) raft.Transport {
+	_, t := raft.NewInmemTransport(raft.ServerAddress(addr))
 	return t
 }

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wolke-platform/wolke/internal/agent"
+)
+
+func init() { subcommands = append(subcommands, newAgentCmd) }
+
+func newAgentCmd() *cobra.Command {
+	cfg := agent.DefaultConfig()
+	var logLevel string
+	var logJSON bool
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run a wolke agent",
+		Long: `Run a wolke agent.
+
+  wolke agent -dev
+      one in-memory server on 127.0.0.1:8500; nothing to configure, nothing kept
+  wolke agent -server -bootstrap -data-dir DIR
+      a durable single server: Raft log and snapshots in DIR, fsync on every write batch
+
+The agent stops cleanly on SIGINT or SIGTERM: in-flight requests finish first.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger(logLevel, logJSON || (!cfg.Dev && !isTerminal(os.Stderr)))
+			if err != nil {
+				return err
+			}
+			cfg.Logger = logger
+			cfg.Version = Version
+			a, err := agent.New(cfg)
+			if err != nil {
+				return usageErrorf("%v", err)
+			}
+			if err := a.Start(); err != nil {
+				return err
+			}
+			<-cmd.Context().Done()
+			logger.Info("shutting down")
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownTimeout)
+			defer cancel()
+			return a.Shutdown(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&cfg.Dev, "dev", false, "run a single in-memory server (nothing survives a restart)")
+	f.BoolVar(&cfg.Server, "server", false, "run as a server (holds Raft state)")
+	f.BoolVar(&cfg.Bootstrap, "bootstrap", false, "let this server elect itself leader alone (single-server cluster)")
+	f.StringVar(&cfg.DataDir, "data-dir", "", "directory for the node ID, Raft log and snapshots")
+	f.StringVar(&cfg.HTTP.Addr, "http-addr", cfg.HTTP.Addr, "address of the HTTP API (IP:PORT)")
+	f.StringVar(&cfg.BindAddr, "bind", cfg.BindAddr, "IP address for server RPC (Raft)")
+	f.StringVar(&cfg.AdvertiseAddr, "advertise", "", "IP address other servers reach this one at (default: -bind)")
+	f.IntVar(&cfg.ServerPort, "server-port", cfg.ServerPort, "port for server RPC (Raft)")
+	f.StringVar(&cfg.NodeName, "node", cfg.NodeName, "name of this node")
+	f.StringVar(&cfg.Datacenter, "datacenter", cfg.Datacenter, "datacenter name")
+	f.Uint64Var(&cfg.Raft.SnapshotThreshold, "snapshot-threshold", cfg.Raft.SnapshotThreshold, "log entries since the last snapshot that trigger a new one")
+	f.DurationVar(&cfg.Raft.SnapshotInterval, "snapshot-interval", cfg.Raft.SnapshotInterval, "how often to check whether a snapshot is due")
+	f.Uint64Var(&cfg.Raft.TrailingLogs, "trailing-logs", cfg.Raft.TrailingLogs, "log entries kept after a snapshot, for followers catching up")
+	f.IntVar(&cfg.HTTP.MaxConnsPerClient, "http-max-conns-per-client", cfg.HTTP.MaxConnsPerClient, "concurrent HTTP connections allowed from one client IP (more get 429)")
+	f.DurationVar(&cfg.TombstoneTTL, "tombstone-ttl", cfg.TombstoneTTL, "how long KV deletions are remembered for blocking queries")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.BoolVar(&logJSON, "log-json", false, "log JSON lines instead of text (default when stderr is not a terminal, except in -dev)")
+	return cmd
+}
+
+func newLogger(level string, json bool) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
+		return nil, usageErrorf("invalid -log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	if json {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
