@@ -1,0 +1,118 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/wolke-platform/wolke/internal/consensus"
+	"github.com/wolke-platform/wolke/internal/state"
+)
+
+// fakeBackend serves reads from a local store and can be told to misbehave.
+type fakeBackend struct {
+	store    *state.Store
+	panicky  bool
+	noLeader bool
+}
+
+func (f *fakeBackend) Store() *state.Store {
+	if f.panicky {
+		panic("boom")
+	}
+	return f.store
+}
+func (f *fakeBackend) Apply(context.Context, []byte) (any, uint64, error) {
+	if f.noLeader {
+		return nil, 0, consensus.ErrNoLeader
+	}
+	return true, 1, nil
+}
+func (f *fakeBackend) ReadBarrier(_ context.Context, mode Consistency) error {
+	if f.noLeader && mode != Stale {
+		return consensus.ErrNoLeader
+	}
+	return nil
+}
+func (f *fakeBackend) LeaderInfo() LeaderInfo               { return LeaderInfo{Known: !f.noLeader} }
+func (f *fakeBackend) Servers() ([]consensus.Server, error) { return nil, nil }
+func (f *fakeBackend) Self() Self                           { return Self{} }
+
+func newTestServer(t *testing.T, b *fakeBackend) (*Server, *prometheus.Registry) {
+	t.Helper()
+	st, err := state.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.store = st
+	reg := prometheus.NewRegistry()
+	s, err := New(DefaultConfig(), b, reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, reg
+}
+
+func TestPanicIsRecoveredAndAnswered500(t *testing.T) {
+	b := &fakeBackend{panicky: true}
+	s, reg := newTestServer(t, b)
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/v1/kv/x", nil))
+	if rec.Code != 500 || !strings.Contains(rec.Body.String(), "internal error") {
+		t.Fatalf("got %d %q", rec.Code, rec.Body.String())
+	}
+	if got := testutil.ToFloat64(s.metrics.panics); got != 1 {
+		t.Fatalf("panics metric %v", got)
+	}
+	// The server keeps serving.
+	b.panicky = false
+	rec = httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/v1/kv/x", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Fatalf("after panic: %d", rec.Code)
+	}
+	if n, _ := testutil.GatherAndCount(reg, "wolke_http_requests_total"); n == 0 {
+		t.Fatal("request metrics not registered")
+	}
+}
+
+func TestNoLeaderAnswers500ButStaleReadsWork(t *testing.T) {
+	s, _ := newTestServer(t, &fakeBackend{noLeader: true})
+	cases := []struct {
+		method, path string
+		code         int
+		body         string
+	}{
+		{"PUT", "/v1/kv/a", 500, "No cluster leader"},
+		{"GET", "/v1/kv/a", 500, "No cluster leader"},
+		{"GET", "/v1/kv/a?consistent", 500, "No cluster leader"},
+		{"GET", "/v1/kv/a?stale", 404, ""},
+	}
+	for _, tc := range cases {
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, strings.NewReader("v")))
+		if rec.Code != tc.code || !strings.Contains(rec.Body.String(), tc.body) {
+			t.Errorf("%s %s: %d %q, want %d %q", tc.method, tc.path, rec.Code, rec.Body.String(), tc.code, tc.body)
+		}
+		if tc.code == 404 && (rec.Header().Get("X-Consul-Knownleader") != "false" || rec.Header().Get("X-Consul-Lastcontact") == "") {
+			t.Errorf("stale read headers: %v", rec.Header())
+		}
+	}
+}
+
+func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
+	cases := []string{"", "plain/key", `q"uote`, `back\slash`, "tab\tnl\n", "<html>&", "ctl\x01\x1f", "ünïcödé", "line\u2028sep\u2029", "日本"}
+	for _, c := range cases {
+		got := string(appendJSONString(nil, c))
+		wantB, _ := json.Marshal(c)
+		if want := string(wantB); got != want {
+			t.Errorf("appendJSONString(%q) = %s, want %s", c, got, want)
+		}
+	}
+}
