@@ -29,7 +29,7 @@ func DefaultOptions() Options {
 // keeps -c and -d working as one-letter flags.
 func (o *Options) Register(fs *flag.FlagSet) {
 	c := &o.Config
-	fs.TextVar(&c.Workload, "workload", c.Workload, "operations to run: put, get or mixed")
+	fs.TextVar(&c.Workload, "workload", c.Workload, "operations to run: `put|get|mixed`")
 	fs.Float64Var(&c.ReadShare, "read-share", c.ReadShare, "share of reads in the mixed workload, 0 to 1")
 	fs.IntVar(&c.Concurrency, "c", c.Concurrency, "concurrent workers, each with one request in flight")
 	fs.DurationVar(&c.Duration, "d", c.Duration, "how long to measure, after the warm-up")
@@ -37,12 +37,12 @@ func (o *Options) Register(fs *flag.FlagSet) {
 	fs.IntVar(&c.ValueSize, "value-size", c.ValueSize, "size of written values in bytes")
 	fs.IntVar(&c.KeyCount, "keys", c.KeyCount, "number of distinct keys")
 	fs.StringVar(&c.KeyPrefix, "prefix", c.KeyPrefix, "prefix of every key")
-	fs.TextVar(&c.ReadMode, "read-mode", c.ReadMode, "read consistency: default, consistent or stale")
+	fs.TextVar(&c.ReadMode, "read-mode", c.ReadMode, "read consistency: `default|consistent|stale`")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the key and operation sequence")
 	fs.BoolVar(&c.Preload, "preload", c.Preload, "write every key once before a workload that reads")
 	fs.IntVar(&c.PreloadConcurrency, "preload-c", c.PreloadConcurrency, "concurrent writers of the preload")
 	fs.StringVar(&c.Label, "label", c.Label, "name of the system under test in the output")
-	fs.TextVar(&o.Format, "format", o.Format, "output format: text or json")
+	fs.TextVar(&o.Format, "format", o.Format, "output format: `text|json`")
 }
 
 // Validate checks the options; the message has one line per problem.
@@ -53,8 +53,8 @@ func (o Options) Validate() error {
 
 // Execute runs the benchmark against d and writes the result to stdout. With live set it
 // keeps a progress line, rewritten in place, on stderr (meant for a terminal). It returns
-// an error when the run was interrupted (after writing what was measured) or when no
-// operation succeeded.
+// an error when a first probing read fails, when the run was interrupted (after writing
+// what was measured) or when no operation succeeded.
 func (o Options) Execute(ctx context.Context, d Driver, stdout, stderr io.Writer, live bool) error {
 	var progress func(Snapshot)
 	width := 0
@@ -64,6 +64,12 @@ func (o Options) Execute(ctx context.Context, d Driver, stdout, stderr io.Writer
 			width = max(width, len(line))
 			fmt.Fprintf(stderr, "\r%-*s", width, line)
 		}
+	}
+	// One read first, so that an unreachable store fails at once instead of after a
+	// full run of connection errors.
+	probeKey := o.Config.KeyPrefix + "probe"
+	if err := d.Get(ctx, probeKey, o.Config.ReadMode); err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("store not usable: %w", err)
 	}
 	r, err := Run(ctx, o.Config, d, progress)
 	if width > 0 {

@@ -39,6 +39,9 @@ const (
 	opGet = 1
 )
 
+// stopGrace is how long Run waits past the end of the run for answers.
+const stopGrace = 10 * time.Second
+
 // maxErrorSamples bounds the distinct error messages a Result keeps.
 const maxErrorSamples = 5
 
@@ -110,9 +113,15 @@ func Run(ctx context.Context, cfg Config, d Driver, progress func(Snapshot)) (Re
 		markMeasureStart()
 	}
 
+	// Operations still unanswered stopGrace after the end are cancelled, so that a hung
+	// store cannot hold the run open; they count as errors.
+	opCtx, cancelOps := context.WithCancel(ctx)
+	defer cancelOps()
+	hang := time.AfterFunc(time.Until(end)+stopGrace, cancelOps)
+	defer hang.Stop()
 	var wg sync.WaitGroup
 	for _, w := range workers {
-		wg.Go(func() { w.loop(ctx, cfg, d, keys, measureStart, end) })
+		wg.Go(func() { w.loop(ctx, opCtx, cfg, d, keys, measureStart, end) })
 	}
 	stopReporter := startReporter(cfg.ProgressInterval, progress, workers, func(now time.Time) (Phase, time.Duration, time.Duration) {
 		if now.Before(measureStart) {
@@ -140,16 +149,17 @@ func Run(ctx context.Context, cfg Config, d Driver, progress func(Snapshot)) (Re
 
 // loop is one worker's closed loop: issue an operation, wait for it, repeat, until end.
 // It takes one clock reading per operation: the end of one is the start of the next.
-func (w *worker) loop(ctx context.Context, cfg Config, d Driver, keys []string, measureStart, end time.Time) {
+// Operations run under opCtx; an error while ctx (the caller's) is done is not counted.
+func (w *worker) loop(ctx, opCtx context.Context, cfg Config, d Driver, keys []string, measureStart, end time.Time) {
 	now := time.Now()
-	for now.Before(end) && ctx.Err() == nil {
+	for now.Before(end) && opCtx.Err() == nil {
 		key := keys[w.rng.IntN(len(keys))]
 		read := cfg.Workload == WorkloadGet || (cfg.Workload == WorkloadMixed && w.rng.Float64() < cfg.ReadShare)
 		var err error
 		if read {
-			err = d.Get(ctx, key, cfg.ReadMode)
+			err = d.Get(opCtx, key, cfg.ReadMode)
 		} else {
-			err = d.Put(ctx, key, w.value)
+			err = d.Put(opCtx, key, w.value)
 		}
 		done := time.Now()
 		measured := !now.Before(measureStart)

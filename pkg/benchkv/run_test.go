@@ -276,6 +276,7 @@ func TestOptionsExecute(t *testing.T) {
 		name    string
 		format  Format
 		putErr  error
+		getErr  error
 		wantErr string
 		wantOut func(t *testing.T, out string)
 	}{
@@ -301,20 +302,27 @@ func TestOptionsExecute(t *testing.T) {
 					t.Errorf("output lacks the error sample:\n%s", out)
 				}
 			}},
+		{name: "unreachable store fails before the run", format: FormatText, getErr: errors.New("connection refused"),
+			wantErr: "store not usable: connection refused",
+			wantOut: func(t *testing.T, out string) {
+				if out != "" {
+					t.Errorf("output %q, want none", out)
+				}
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o := Options{Config: testConfig(WorkloadPut), Format: tt.format}
 			o.Config.Label = "etcd"
 			d := newMemDriver()
-			d.putErr = tt.putErr
+			d.putErr, d.getErr = tt.putErr, tt.getErr
 			var stdout, stderr bytes.Buffer
 			err := o.Execute(context.Background(), d, &stdout, &stderr, true)
 			if (err == nil) != (tt.wantErr == "") || (err != nil && err.Error() != tt.wantErr) {
 				t.Fatalf("Execute = %v, want %q", err, tt.wantErr)
 			}
 			tt.wantOut(t, stdout.String())
-			if !strings.Contains(stderr.String(), "\r") {
+			if tt.getErr == nil && !strings.Contains(stderr.String(), "\r") {
 				t.Errorf("no live progress on stderr: %q", stderr.String())
 			}
 		})
