@@ -40,7 +40,8 @@ func Model(p Params) (Result, error) {
 			Share: modelInformed(n, c, x) / float64(n),
 		})
 	}
-	r.Bandwidth = float64(p.PacketBytes) * float64(p.Fanout) / p.Interval.Seconds() * 2
+	r.Packets = float64(p.Fanout) / p.Interval.Seconds() * 2
+	r.Bandwidth = float64(p.PacketBytes) * r.Packets
 	r.Elapsed = time.Since(start)
 	return r, nil
 }

@@ -56,6 +56,9 @@ type Result struct {
 	// real bytes through the transport in that time, probes and acks included. Median
 	// over runs.
 	Bandwidth float64
+	// Packets is packets per second per live node, sent plus received, measured like
+	// Bandwidth. Unlike bytes, it does not depend on how full the packets are.
+	Packets float64
 	// Elapsed is the wall time spent computing this Result.
 	Elapsed time.Duration
 	// Setup is, for a measurement, the time to start the pool and converge membership.
@@ -88,6 +91,7 @@ type runOutcome struct {
 	levels    []time.Duration // per Shares(), Never if not reached
 	complete  bool
 	bandwidth float64
+	packets   float64
 }
 
 // aggregate turns per-run outcomes and a receipt histogram into the Levels, Curve,
@@ -105,17 +109,19 @@ func (r *Result) aggregate(runs []runOutcome, hist []int64, binWidth time.Durati
 		r.Levels[i] = Level{Share: s, Median: quantile(times, 0.5), P95: quantile(times, 0.95)}
 	}
 	bw := make([]float64, 0, len(runs))
+	pk := make([]float64, 0, len(runs))
 	r.Incomplete = 0
 	for _, o := range runs {
 		if !o.complete {
 			r.Incomplete++
 		}
 		bw = append(bw, o.bandwidth)
+		pk = append(pk, o.packets)
 	}
 	slices.Sort(bw)
-	if len(bw) > 0 {
-		r.Bandwidth = bw[(len(bw)-1)/2]
-	}
+	slices.Sort(pk)
+	r.Bandwidth = quantile(bw, 0.5)
+	r.Packets = quantile(pk, 0.5)
 	r.Curve = curveFromHistogram(hist, binWidth, len(runs), r.Live)
 }
 

@@ -255,8 +255,9 @@ func (s *simRun) run(idx uint64) runOutcome {
 		window = int64(out.levels[len(out.levels)-1])
 	}
 	if window > 0 {
-		secs := time.Duration(window).Seconds()
-		out.bandwidth = float64((sent+delivered)*int64(s.p.PacketBytes)) / float64(s.live) / secs
+		perNode := float64(s.live) * time.Duration(window).Seconds()
+		out.packets = float64(sent+delivered) / perNode
+		out.bandwidth = out.packets * float64(s.p.PacketBytes)
 	}
 	return out
 }
