@@ -1,0 +1,167 @@
+// Package e2e runs the built wolke binary as real processes on loopback and checks what
+// survives SIGKILL and restarts, with Consul's own client.
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+var wolkeBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "wolke-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	wolkeBin = filepath.Join(dir, "wolke")
+	build := exec.Command("go", "build", "-o", wolkeBin, "../../cmd/wolke")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build wolke:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freePort asks the kernel for a free loopback port.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// proc is one agent process.
+type proc struct {
+	t        testing.TB
+	args     []string
+	httpAddr string
+	cmd      *exec.Cmd
+	logs     *syncBuffer
+	done     chan struct{}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startServer runs a durable single server in dataDir on fresh ports.
+func startServer(t testing.TB, dataDir string, extra ...string) *proc {
+	t.Helper()
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	args := append([]string{"agent", "-server", "-bootstrap", "-data-dir", dataDir,
+		"-bind", "127.0.0.1", "-server-port", fmt.Sprint(freePort(t)), "-http-addr", httpAddr,
+		"-log-level", "warn"}, extra...)
+	p := &proc{t: t, args: args, httpAddr: httpAddr}
+	p.start()
+	return p
+}
+
+func (p *proc) start() {
+	p.t.Helper()
+	p.logs = &syncBuffer{}
+	p.cmd = exec.Command(wolkeBin, p.args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	p.done = make(chan struct{})
+	go func() { p.cmd.Wait(); close(p.done) }()
+	p.t.Cleanup(p.kill)
+	p.waitReady()
+}
+
+// waitReady polls until the agent accepts a write (it has a leader).
+func (p *proc) waitReady() {
+	p.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequest("PUT", "http://"+p.httpAddr+"/v1/kv/_ready", strings.NewReader("x"))
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 && string(body) == "true" {
+				return
+			}
+		}
+		select {
+		case <-p.done:
+			p.t.Fatalf("agent exited during start-up: %s", p.logs.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	p.t.Fatalf("agent not ready after 15s: %s", p.logs.String())
+}
+
+// kill sends SIGKILL and waits for the process to go.
+func (p *proc) kill() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *proc) stop() error {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		p.kill()
+		return fmt.Errorf("agent did not exit within 15s of SIGTERM")
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		return fmt.Errorf("agent exited with %d: %s", code, p.logs.String())
+	}
+	return nil
+}
+
+func (p *proc) client() *api.Client {
+	cfg := api.DefaultNonPooledConfig()
+	cfg.Address = p.httpAddr
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return c
+}
