@@ -67,6 +67,7 @@ The agent stops cleanly on SIGINT or SIGTERM: in-flight requests finish first.`,
 	f.Uint64Var(&cfg.Raft.TrailingLogs, "trailing-logs", cfg.Raft.TrailingLogs, "log entries kept after a snapshot, for followers catching up")
 	f.IntVar(&cfg.HTTP.MaxConnsPerClient, "http-max-conns-per-client", cfg.HTTP.MaxConnsPerClient, "concurrent HTTP connections allowed from one client IP (more get 429)")
 	f.DurationVar(&cfg.TombstoneTTL, "tombstone-ttl", cfg.TombstoneTTL, "how long KV deletions are remembered for blocking queries")
+	f.BoolVar(&cfg.HTTP.EnableDebug, "enable-debug", false, "serve Go's profiler at /debug/pprof/ on the HTTP API")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.BoolVar(&logJSON, "log-json", false, "log JSON lines instead of text (default when stderr is not a terminal, except in -dev)")
 	return cmd

@@ -107,12 +107,15 @@ func normalizeArgs(root *cobra.Command, args []string) []string {
 			out = append(out, args[i:]...)
 			break
 		}
-		if len(a) > 2 && a[0] == '-' && a[1] != '-' {
+		if len(a) >= 2 && a[0] == '-' && a[1] != '-' {
 			name := a[1:]
 			if eq := strings.IndexByte(name, '='); eq >= 0 {
 				name = name[:eq]
 			}
-			if len(name) > 1 && (cmd.Flags().Lookup(name) != nil || cmd.InheritedFlags().Lookup(name) != nil) {
+			long := cmd.Flags().Lookup(name) != nil || cmd.InheritedFlags().Lookup(name) != nil
+			// A one-letter name ("-n 3") is a long flag unless the command defines it as
+			// a shorthand.
+			if long && (len(name) > 1 || cmd.Flags().ShorthandLookup(name) == nil) {
 				a = "-" + a
 			}
 		}

@@ -88,6 +88,8 @@ type Config struct {
 	MaxWait     time.Duration
 	// ShutdownTimeout bounds how long Shutdown waits for in-flight requests.
 	ShutdownTimeout time.Duration
+	// EnableDebug serves Go's profiler at /debug/pprof/ (Consul's enable_debug).
+	EnableDebug bool
 }
 
 // DefaultConfig returns Consul-compatible limits.
@@ -181,6 +183,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		s.get(w, r, s.agentSelf)
 	case p == "/v1/agent/metrics" || p == "/metrics":
 		s.get(w, r, s.agentMetrics)
+	case strings.HasPrefix(p, "/debug/pprof/") && s.cfg.EnableDebug:
+		servePprof(w, r)
 	default:
 		writeError(w, notFound("Invalid URL path: not a recognized HTTP API endpoint"))
 	}
