@@ -212,6 +212,9 @@ func StartPool(ctx context.Context, p Params, cfg MeasureConfig) (*Pool, error) 
 	if err := pool.awaitHealthy(ctx); err != nil {
 		return nil, fmt.Errorf("gossipsim: pool of %d did not converge: %w", p.Nodes, err)
 	}
+	if err := pool.awaitQuiet(ctx); err != nil {
+		return nil, fmt.Errorf("gossipsim: pool of %d did not settle: %w", p.Nodes, err)
+	}
 	pool.setup = time.Since(start)
 	memAfter, gAfter := heapAndStacks()
 	if memAfter > memBefore {
@@ -305,6 +308,34 @@ func (pool *Pool) awaitHealthy(ctx context.Context) error {
 			return fmt.Errorf("%d nodes still missing peers: %w", len(lagging), ctx.Err())
 		case <-tick.C:
 		}
+	}
+}
+
+// awaitQuiet waits until memberlist has gossiped away its own broadcasts. A pool that
+// just formed has n² alive messages to spread, and memberlist fills each gossip packet
+// with its own messages before a delegate's, so a user broadcast would wait behind them.
+// A quiet pool only probes: a ping and an ack per node per probe interval, each counted
+// by the sender and the receiver; full-rate gossip adds 2·fanout/interval.
+func (pool *Pool) awaitQuiet(ctx context.Context) error {
+	probe := memberlist.DefaultLANConfig().ProbeInterval
+	quiet := 4/probe.Seconds() + 0.25*2*float64(pool.p.Fanout)/pool.p.Interval.Seconds()
+	tick := time.NewTicker(probe)
+	defer tick.Stop()
+	_, prev := pool.traffic()
+	last := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("gossip still busy: %w", ctx.Err())
+		case <-tick.C:
+		}
+		_, now := pool.traffic()
+		rate := float64(now-prev) / float64(len(pool.nodes)) / time.Since(last).Seconds()
+		if rate < quiet {
+			return nil
+		}
+		pool.logger.Debug("waiting for membership gossip to settle", "packets_per_node_per_second", rate)
+		prev, last = now, time.Now()
 	}
 }
 
@@ -459,6 +490,9 @@ func (pool *Pool) trial(ctx context.Context, p Params) (runOutcome, []time.Durat
 		// before the next trial, or it would run on a smaller pool.
 		if err := pool.awaitHealthy(ctx); err != nil {
 			return runOutcome{}, nil, fmt.Errorf("pool did not recover from silenced nodes: %w", err)
+		}
+		if err := pool.awaitQuiet(ctx); err != nil {
+			return runOutcome{}, nil, fmt.Errorf("pool did not settle after silenced nodes: %w", err)
 		}
 	}
 
