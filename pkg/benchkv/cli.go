@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 )
 
 // Options are the command-line settings shared by every `bench kv` front end (wolke's
@@ -67,8 +68,10 @@ func (o Options) Execute(ctx context.Context, d Driver, stdout, stderr io.Writer
 	}
 	// One read first, so that an unreachable store fails at once instead of after a
 	// full run of connection errors.
-	probeKey := o.Config.KeyPrefix + "probe"
-	if err := d.Get(ctx, probeKey, o.Config.ReadMode); err != nil && !errors.Is(err, ErrNotFound) {
+	probeCtx, cancel := context.WithTimeout(ctx, probeTimeout)
+	err := d.Get(probeCtx, o.Config.KeyPrefix+"probe", o.Config.ReadMode)
+	cancel()
+	if err != nil && !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("store not usable: %w", err)
 	}
 	r, err := Run(ctx, o.Config, d, progress)
@@ -89,6 +92,10 @@ func (o Options) Execute(ctx context.Context, d Driver, stdout, stderr io.Writer
 	}
 	return nil
 }
+
+// probeTimeout bounds the first read; clients that wait for a connection (gRPC) would
+// otherwise wait forever for a store that is not there.
+const probeTimeout = 10 * time.Second
 
 // IsTerminal reports whether f is a character device, which is what a progress line
 // needs; it avoids a dependency for the one question.
