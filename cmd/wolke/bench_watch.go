@@ -254,4 +254,3 @@ func agentMetric(ctx context.Context, client *http.Client, base, name string) (f
 	}
 	return 0, fmt.Errorf("agent metrics have no %s (is the agent wolke?)", name)
 }
-

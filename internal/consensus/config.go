@@ -17,6 +17,12 @@ type Config struct {
 	// snapshots. Empty keeps everything in memory: dev mode, nothing survives a restart.
 	DataDir string
 
+	// LogStore picks the Raft log's storage engine in DataDir: "boltdb" (raft-boltdb, a
+	// B+tree; two fsyncs per append batch) or "wal" (raft-wal, append-only segment files;
+	// one fsync per batch, about 3x faster appends here). Both fsync before a write is
+	// acknowledged. A data dir keeps the engine it was created with.
+	LogStore string
+
 	// Bootstrap forms a one-server cluster when the node has no Raft state yet. It is a
 	// no-op on restart, so it is safe to keep on the command line.
 	Bootstrap bool
@@ -50,6 +56,12 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// The Raft log storage engines.
+const (
+	LogStoreBoltDB = "boltdb"
+	LogStoreWAL    = "wal"
+)
+
 // DefaultConfig returns settings for a server on a LAN. Timeouts are half of Raft's
 // defaults: loopback and LAN round trips are well under a millisecond, and a faster
 // failover matters more than the occasional extra election on a busy machine.
@@ -59,6 +71,7 @@ func DefaultConfig() Config {
 		ElectionTimeout:    500 * time.Millisecond,
 		LeaderLeaseTimeout: 250 * time.Millisecond,
 		MaxAppendEntries:   512,
+		LogStore:           LogStoreBoltDB,
 		SnapshotThreshold:  16384,
 		SnapshotInterval:   30 * time.Second,
 		TrailingLogs:       10240,
@@ -76,6 +89,8 @@ func (c Config) Validate() error {
 		return errors.New("consensus: heartbeat and election timeouts must be at least 5ms")
 	case c.LeaderLeaseTimeout > c.HeartbeatTimeout:
 		return errors.New("consensus: leader lease timeout must not exceed the heartbeat timeout")
+	case c.LogStore != LogStoreBoltDB && c.LogStore != LogStoreWAL:
+		return fmt.Errorf("consensus: unknown log store %q (want %q or %q)", c.LogStore, LogStoreBoltDB, LogStoreWAL)
 	case c.MaxAppendEntries < 1 || c.MaxAppendEntries > 1024:
 		return fmt.Errorf("consensus: MaxAppendEntries %d out of range 1..1024", c.MaxAppendEntries)
 	case c.SnapshotThreshold < 1:

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 )
 
 // Errors callers translate to the wire.
@@ -85,22 +84,30 @@ func New(cfg Config, fsm raft.FSM, trans raft.Transport) (*Node, error) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("consensus: create %s: %w", dir, err)
 		}
-		bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
-		if err != nil {
-			return nil, fmt.Errorf("consensus: open log store: %w", err)
+		// A snapshot being written when the process died stays behind as "<id>.tmp";
+		// raft ignores such directories but never deletes them.
+		if tmps, _ := filepath.Glob(filepath.Join(dir, "snapshots", "*.tmp")); len(tmps) > 0 {
+			for _, t := range tmps {
+				os.RemoveAll(t)
+			}
+			n.logger.Info("removed unfinished snapshots", "count", len(tmps))
 		}
-		n.closer = append(n.closer, bolt)
+		store, err := openLogStore(cfg, dir, logger)
+		if err != nil {
+			return nil, err
+		}
+		n.closer = append(n.closer, store)
 		fss, err := raft.NewFileSnapshotStoreWithLogger(dir, cfg.SnapshotRetain, hclogFor(logger, "snapshot"))
 		if err != nil {
-			bolt.Close()
+			store.Close()
 			return nil, fmt.Errorf("consensus: open snapshot store: %w", err)
 		}
-		cache, err := raft.NewLogCache(cfg.MaxAppendEntries*2, bolt)
+		cache, err := raft.NewLogCache(cfg.MaxAppendEntries*2, store)
 		if err != nil {
-			bolt.Close()
+			store.Close()
 			return nil, fmt.Errorf("consensus: log cache: %w", err)
 		}
-		logs, stable, snaps = cache, bolt, fss
+		logs, stable, snaps = cache, store, fss
 	}
 
 	if cfg.Bootstrap {
