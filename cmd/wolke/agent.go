@@ -29,7 +29,8 @@ func newAgentCmd() *cobra.Command {
       a durable single server: Raft log and snapshots in DIR, fsync on every write batch
 
 The agent stops cleanly on SIGINT or SIGTERM: in-flight requests finish first.`,
-		Args: cobra.NoArgs,
+		Args:        cobra.NoArgs,
+		Annotations: map[string]string{envAll: "true"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger, err := newLogger(logLevel, logJSON || (!cfg.Dev && !isTerminal(os.Stderr)))
 			if err != nil {

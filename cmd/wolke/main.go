@@ -59,8 +59,9 @@ func newRootCmd() *cobra.Command {
 		Use:   "wolke",
 		Short: "wolke: the platform micro-services need around them, in one binary",
 		Long: `wolke runs a Raft-replicated coordination store that speaks Consul's HTTP API,
-and the CLI to use it. Flags take one or two dashes (-dev or --dev); every flag can also be
-set through an environment variable WOLKE_<FLAG> (for -http-addr: WOLKE_HTTP_ADDR).`,
+and the CLI to use it. Flags take one or two dashes (-dev or --dev). Every flag of
+'wolke agent', and -http-addr and -token of every command, can also be set through an
+environment variable WOLKE_<FLAG> (for -http-addr: WOLKE_HTTP_ADDR).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -124,11 +125,20 @@ func normalizeArgs(root *cobra.Command, args []string) []string {
 	return out
 }
 
-// applyEnv fills every flag that was not given on the command line from WOLKE_<FLAG>.
+// envAll, as a command annotation, lets every flag of the command come from the
+// environment. Long-running commands that are configured rather than invoked (the
+// agent) set it; for the others only envFlags do, so that a stray WOLKE_RECURSE cannot
+// turn `wolke kv delete foo` into a recursive delete.
+const envAll = "wolke/env-all"
+
+var envFlags = map[string]bool{"http-addr": true, "token": true}
+
+// applyEnv fills flags that were not given on the command line from WOLKE_<FLAG>.
 func applyEnv(cmd *cobra.Command) error {
 	var firstErr error
+	all := cmd.Annotations[envAll] == "true"
 	cmd.Flags().VisitAll(func(f *pflag.Flag) {
-		if f.Changed || firstErr != nil {
+		if f.Changed || firstErr != nil || !(all || envFlags[f.Name]) {
 			return
 		}
 		env := "WOLKE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
