@@ -70,7 +70,7 @@ func DefaultConfig() Config {
 		HeartbeatTimeout:   500 * time.Millisecond,
 		ElectionTimeout:    500 * time.Millisecond,
 		LeaderLeaseTimeout: 250 * time.Millisecond,
-		MaxAppendEntries:   512,
+		MaxAppendEntries:   256,
 		LogStore:           LogStoreBoltDB,
 		SnapshotThreshold:  16384,
 		SnapshotInterval:   30 * time.Second,

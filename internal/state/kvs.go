@@ -137,10 +137,9 @@ func (t *Txn) ReapTombstones(idx, upTo uint64) error {
 			return fmt.Errorf("state: reap tombstone %q: %w", ts.Key, err)
 		}
 	}
-	if err := bumpIndex(t.tx, floorTable, upTo); err != nil {
-		return err
-	}
-	return bumpIndex(t.tx, tableTombstones, idx)
+	t.bump(floorTable, upTo)
+	t.bump(tableTombstones, idx)
+	return nil
 }
 
 func (t *Txn) kvGet(key string) (*KVEntry, error) {
@@ -160,10 +159,17 @@ func (t *Txn) kvInsert(idx uint64, e *KVEntry) error {
 		return fmt.Errorf("state: write %q: %w", e.Key, err)
 	}
 	// A key that comes back must not keep reporting its old deletion.
-	if _, err := t.tx.DeleteAll(tableTombstones, "id", e.Key); err != nil {
-		return fmt.Errorf("state: clear tombstone %q: %w", e.Key, err)
+	ts, err := t.tx.First(tableTombstones, "id", e.Key)
+	if err != nil {
+		return fmt.Errorf("state: read tombstone %q: %w", e.Key, err)
 	}
-	return bumpIndex(t.tx, tableKVs, idx)
+	if ts != nil {
+		if err := t.tx.Delete(tableTombstones, ts); err != nil {
+			return fmt.Errorf("state: clear tombstone %q: %w", e.Key, err)
+		}
+	}
+	t.bump(tableKVs, idx)
+	return nil
 }
 
 func (t *Txn) kvRemove(idx uint64, e *KVEntry) error {
@@ -174,10 +180,9 @@ func (t *Txn) kvRemove(idx uint64, e *KVEntry) error {
 	if err := t.tx.Insert(tableTombstones, &tombstone{Key: e.Key, Index: idx}); err != nil {
 		return fmt.Errorf("state: tombstone %q: %w", e.Key, err)
 	}
-	if err := bumpIndex(t.tx, tableKVs, idx); err != nil {
-		return err
-	}
-	return bumpIndex(t.tx, tableTombstones, idx)
+	t.bump(tableKVs, idx)
+	t.bump(tableTombstones, idx)
+	return nil
 }
 
 // KVGet returns one entry (nil when absent) and the index a blocking read of it should

@@ -51,6 +51,19 @@ type Txn struct {
 	tx   *memdb.Txn
 	s    *Store
 	keys []string // KV keys written, to wake their readers on commit
+	// indexes holds each touched table's new index; written once at commit rather than
+	// on every operation, which halves the radix-tree writes of a batch.
+	indexes map[string]uint64
+}
+
+// bump records that table changed at idx.
+func (t *Txn) bump(table string, idx uint64) {
+	if t.indexes == nil {
+		t.indexes = make(map[string]uint64, 2)
+	}
+	if idx > t.indexes[table] {
+		t.indexes[table] = idx
+	}
 }
 
 // WriteTxn starts a write transaction. Only one may be open at a time (memdb serialises
@@ -59,6 +72,14 @@ func (s *Store) WriteTxn() *Txn { return &Txn{tx: s.cur.Load().db.Txn(true), s: 
 
 // Commit makes the transaction's writes visible and wakes the readers they concern.
 func (t *Txn) Commit() {
+	for table, idx := range t.indexes {
+		if err := bumpIndex(t.tx, table, idx); err != nil {
+			// Only a schema bug fails here; losing the index would break blocking
+			// queries silently, so stop loudly instead.
+			panic(err)
+		}
+	}
+	t.indexes = nil
 	t.tx.Commit()
 	if len(t.keys) > 0 {
 		t.s.kvw.notify(t.keys)
