@@ -162,3 +162,60 @@ func TestRestartRestoresFromSnapshotPlusLogTail(t *testing.T) {
 		t.Fatal("node ID not persisted:", err)
 	}
 }
+
+// TestSIGTERMFinishesInFlightRequests holds a blocking query open, sends SIGTERM, and
+// checks that the query is answered (with the current data) and the agent exits 0.
+func TestSIGTERMFinishesInFlightRequests(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	kv := srv.client().KV()
+	if _, err := kv.Put(&api.KVPair{Key: "k", Value: []byte("v")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, meta, err := kv.Get("k", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		pair *api.KVPair
+		err  error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		p, _, err := kv.Get("k", &api.QueryOptions{WaitIndex: meta.LastIndex, WaitTime: time.Minute})
+		got <- answer{p, err}
+	}()
+	// Wait until the agent holds the query, then ask it to stop.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m, err := srv.client().Agent().Metrics()
+		if err == nil && blockingGauge(m) >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("blocking query never registered")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- srv.stop() }()
+	select {
+	case a := <-got:
+		if a.err != nil || a.pair == nil || string(a.pair.Value) != "v" {
+			t.Fatalf("in-flight blocking query during shutdown: %+v", a)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("in-flight query not answered within 10s of SIGTERM")
+	}
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func blockingGauge(m *api.MetricsInfo) float64 {
+	for _, g := range m.Gauges {
+		if g.Name == "wolke_http_blocking_queries" {
+			return float64(g.Value)
+		}
+	}
+	return 0
+}
