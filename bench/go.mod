@@ -4,6 +4,11 @@ go 1.26.8
 
 replace github.com/wolke-platform/wolke => ../
 
+// go.etcd.io/etcd/client/v3 is on the v3.6 line: it builds with Go 1.26.8 and is the
+// line closest to the etcd 3.4 server that Debian ships and kv-vs-etcd.sh runs (v3.7.3
+// also works against it). api/v3 and client/pkg/v3 must be on the same line as
+// client/v3; mixing v3.6 and v3.7 does not compile.
+
 require (
 	github.com/wolke-platform/wolke v0.0.0-00010101000000-000000000000
 	go.etcd.io/etcd/client/v3 v3.6.16
