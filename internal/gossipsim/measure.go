@@ -34,7 +34,7 @@ type MeasureConfig struct {
 	// Logger receives progress and memberlist's own log at debug level. Default: none.
 	Logger *slog.Logger
 	// SetupTimeout bounds starting the pool until every node sees every other alive.
-	// Default 30s plus 100ms per node.
+	// Default 30s plus 200ms per node.
 	SetupTimeout time.Duration
 	// TrialTimeout bounds one trial, including the pool's recovery from simulated
 	// crashes. Default 60s.
@@ -160,7 +160,7 @@ func StartPool(ctx context.Context, p Params, cfg MeasureConfig) (*Pool, error) 
 	}
 	timeout := cfg.SetupTimeout
 	if timeout <= 0 {
-		timeout = 30*time.Second + time.Duration(p.Nodes)*100*time.Millisecond
+		timeout = 30*time.Second + time.Duration(p.Nodes)*200*time.Millisecond
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -183,37 +183,19 @@ func StartPool(ctx context.Context, p Params, cfg MeasureConfig) (*Pool, error) 
 	if err := pool.startNode(0, mlLog); err != nil {
 		return nil, err
 	}
-	seed := pool.nodes[0].address()
-	errs := make([]error, p.Nodes)
-	var wg sync.WaitGroup
-	for i := 1; i < p.Nodes; i++ {
-		delay := time.Duration(pool.rng.Int64N(int64(p.Interval)))
-		wg.Go(func() {
-			t := time.NewTimer(delay)
-			defer t.Stop()
-			select {
-			case <-ctx.Done():
-				errs[i] = ctx.Err()
-				return
-			case <-t.C:
-			}
-			if errs[i] = pool.startNode(i, mlLog); errs[i] != nil {
-				return
-			}
-			if _, err := pool.nodes[i].join(seed); err != nil {
-				errs[i] = fmt.Errorf("gossipsim: node %d joining: %w", i, err)
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	if err := pool.awaitHealthy(ctx); err != nil {
-		return nil, fmt.Errorf("gossipsim: pool of %d did not converge: %w", p.Nodes, err)
-	}
-	if err := pool.awaitQuiet(ctx); err != nil {
-		return nil, fmt.Errorf("gossipsim: pool of %d did not settle: %w", p.Nodes, err)
+	for up := 1; up < p.Nodes; {
+		batch := min(startBatch, p.Nodes-up)
+		if err := pool.startBatch(ctx, up, batch, mlLog); err != nil {
+			return nil, err
+		}
+		up += batch
+		if err := pool.awaitHealthy(ctx, up); err != nil {
+			return nil, fmt.Errorf("gossipsim: pool of %d did not converge: %w", up, err)
+		}
+		if err := pool.awaitQuiet(ctx, up); err != nil {
+			return nil, fmt.Errorf("gossipsim: pool of %d did not settle: %w", up, err)
+		}
+		logger.Debug("gossip pool growing", "nodes", up, "elapsed", time.Since(start))
 	}
 	pool.setup = time.Since(start)
 	memAfter, gAfter := heapAndStacks()
@@ -225,6 +207,42 @@ func StartPool(ctx context.Context, p Params, cfg MeasureConfig) (*Pool, error) 
 		"memory_bytes", pool.memory, "goroutines", pool.goroutines)
 	ok = true
 	return pool, nil
+}
+
+// startBatch is how many nodes join at once. Every node that learns of another
+// broadcasts it, so forming a pool costs n²·RetransmitLimit messages; joined all at once,
+// a few hundred nodes overload two cores, probes time out, and suspicion gossip feeds on
+// itself. In batches that settle in between, the same work never piles up.
+const startBatch = 50
+
+// startBatch starts nodes [first, first+count) at random moments within one gossip
+// interval, each joining a random node of the settled pool [0, first).
+func (pool *Pool) startBatch(ctx context.Context, first, count int, mlLog *log.Logger) error {
+	errs := make([]error, count)
+	var wg sync.WaitGroup
+	for k := range count {
+		i := first + k
+		delay := time.Duration(pool.rng.Int64N(int64(pool.p.Interval)))
+		seed := pool.nodes[pool.rng.IntN(first)].address()
+		wg.Go(func() {
+			t := time.NewTimer(delay)
+			defer t.Stop()
+			select {
+			case <-ctx.Done():
+				errs[k] = ctx.Err()
+				return
+			case <-t.C:
+			}
+			if errs[k] = pool.startNode(i, mlLog); errs[k] != nil {
+				return
+			}
+			if _, err := pool.nodes[i].join(seed); err != nil {
+				errs[k] = fmt.Errorf("gossipsim: node %d joining: %w", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // startNode binds a transport to 127.0.0.1 on an OS-assigned port and creates the
@@ -277,17 +295,22 @@ func (pool *Pool) startNode(i int, mlLog *log.Logger) error {
 	return nil
 }
 
-// awaitHealthy waits until every node sees all nodes alive. A node that lags behind
-// joins one that sees everyone: a push/pull brings it the whole membership at once
-// instead of waiting for gossip or the 30 s push/pull timer.
-func (pool *Pool) awaitHealthy(ctx context.Context) error {
+// awaitHealthy waits until the first count nodes see each other alive. A node that
+// lags behind joins one that sees everyone: a push/pull brings it the whole membership
+// at once, instead of waiting for the 30 s push/pull timer to repair an alive message
+// that ran out of retransmits before reaching it. Each push/pull makes the joiner
+// broadcast what it learnt, so a node re-joins at most once per rejoinEvery.
+func (pool *Pool) awaitHealthy(ctx context.Context, count int) error {
+	const rejoinEvery = 2 * time.Second
+	lastJoin := make(map[*poolNode]time.Time)
+	start := time.Now()
 	tick := time.NewTicker(pool.p.Interval / 2)
 	defer tick.Stop()
 	for {
 		var full *poolNode
 		var lagging []*poolNode
-		for _, n := range pool.nodes {
-			if pool.allAlive(n) {
+		for _, n := range pool.nodes[:count] {
+			if pool.allAlive(n, count) {
 				full = n
 			} else {
 				lagging = append(lagging, n)
@@ -296,8 +319,15 @@ func (pool *Pool) awaitHealthy(ctx context.Context) error {
 		if len(lagging) == 0 {
 			return nil
 		}
-		if full != nil {
+		if full != nil && time.Since(start) > rejoinEvery {
 			for _, n := range lagging {
+				if ctx.Err() != nil {
+					break
+				}
+				if time.Since(lastJoin[n]) < rejoinEvery {
+					continue
+				}
+				lastJoin[n] = time.Now()
 				if _, err := n.join(full.address()); err != nil {
 					pool.logger.Debug("re-join failed", "node", n, "err", err)
 				}
@@ -316,7 +346,7 @@ func (pool *Pool) awaitHealthy(ctx context.Context) error {
 // with its own messages before a delegate's, so a user broadcast would wait behind them.
 // A quiet pool only probes: a ping and an ack per node per probe interval, each counted
 // by the sender and the receiver; full-rate gossip adds 2·fanout/interval.
-func (pool *Pool) awaitQuiet(ctx context.Context) error {
+func (pool *Pool) awaitQuiet(ctx context.Context, count int) error {
 	probe := memberlist.DefaultLANConfig().ProbeInterval
 	quiet := 4/probe.Seconds() + 0.25*2*float64(pool.p.Fanout)/pool.p.Interval.Seconds()
 	tick := time.NewTicker(probe)
@@ -330,7 +360,7 @@ func (pool *Pool) awaitQuiet(ctx context.Context) error {
 		case <-tick.C:
 		}
 		_, now := pool.traffic()
-		rate := float64(now-prev) / float64(len(pool.nodes)) / time.Since(last).Seconds()
+		rate := float64(now-prev) / float64(count) / time.Since(last).Seconds()
 		if rate < quiet {
 			return nil
 		}
@@ -339,9 +369,10 @@ func (pool *Pool) awaitQuiet(ctx context.Context) error {
 	}
 }
 
-func (pool *Pool) allAlive(n *poolNode) bool {
+// allAlive reports whether n sees exactly count members, all alive.
+func (pool *Pool) allAlive(n *poolNode, count int) bool {
 	ms := n.members()
-	if len(ms) != len(pool.nodes) {
+	if len(ms) != count {
 		return false
 	}
 	for _, m := range ms {
@@ -488,10 +519,10 @@ func (pool *Pool) trial(ctx context.Context, p Params) (runOutcome, []time.Durat
 	if len(silenced) > 0 {
 		// Peers may have suspected the silenced nodes; their refutations must land
 		// before the next trial, or it would run on a smaller pool.
-		if err := pool.awaitHealthy(ctx); err != nil {
+		if err := pool.awaitHealthy(ctx, n); err != nil {
 			return runOutcome{}, nil, fmt.Errorf("pool did not recover from silenced nodes: %w", err)
 		}
-		if err := pool.awaitQuiet(ctx); err != nil {
+		if err := pool.awaitQuiet(ctx, n); err != nil {
 			return runOutcome{}, nil, fmt.Errorf("pool did not settle after silenced nodes: %w", err)
 		}
 	}
@@ -519,6 +550,9 @@ func (pool *Pool) trial(ctx context.Context, p Params) (runOutcome, []time.Durat
 // traffic sums every node's counters: bytes sent plus received, and packets.
 func (pool *Pool) traffic() (bytes, packets uint64) {
 	for _, n := range pool.nodes {
+		if n == nil {
+			continue // not started yet
+		}
 		bytes += n.tr.sent.Load() + n.tr.received.Load()
 		packets += n.tr.packets.Load()
 	}

@@ -103,8 +103,8 @@ func TestMeasureSilencedNodes(t *testing.T) {
 		t.Errorf("curve ends at %v of live nodes, want 1 (silenced nodes must not count)", last)
 	}
 	for _, n := range pool.nodes {
-		if n.tr.silenced.Load() || !pool.allAlive(n) {
-			t.Errorf("%v: silenced %v, sees everyone alive %v", n, n.tr.silenced.Load(), pool.allAlive(n))
+		if n.tr.silenced.Load() || !pool.allAlive(n, len(pool.nodes)) {
+			t.Errorf("%v: silenced %v, sees everyone alive %v", n, n.tr.silenced.Load(), pool.allAlive(n, len(pool.nodes)))
 		}
 	}
 }
