@@ -77,9 +77,14 @@ func (w *worker) noteError(err error) {
 
 // Run executes the workload of cfg against d and returns its statistics. progress, if
 // not nil, is called every cfg.ProgressInterval and at the end of each phase, from one
-// goroutine at a time, and must return quickly. Run stops early when ctx ends; it then returns what it measured so far
-// together with ctx's error. Errors of individual operations do not stop the run; they
-// are counted in the Result. A failed preload does stop it.
+// goroutine at a time, and must return quickly. Run stops early when ctx ends; it then
+// returns what it measured so far together with ctx's error. Errors of individual
+// operations do not stop the run; they are counted in the Result. A failed preload
+// does stop it.
+//
+// The load is a closed loop: a worker sends its next request when the previous one is
+// answered, so a slow store is offered less load, and latency figures do not include
+// time that requests would have waited in a queue under a fixed arrival rate.
 func Run(ctx context.Context, cfg Config, d Driver, progress func(Snapshot)) (Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return Result{}, err
@@ -140,7 +145,7 @@ func Run(ctx context.Context, cfg Config, d Driver, progress func(Snapshot)) (Re
 	markMeasureStart()
 	cpu := processCPU().sub(cpuStart)
 
-	r := newResult(cfg, workers, finished.Sub(measureStart), cpu)
+	r := newResult(cfg, workers, max(finished.Sub(measureStart), 0), cpu)
 	if err := ctx.Err(); err != nil {
 		return r, err
 	}
