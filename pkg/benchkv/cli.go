@@ -85,7 +85,7 @@ func (o Options) Execute(ctx context.Context, d Driver, stdout, stderr io.Writer
 		return werr
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("interrupted after %.1fs of measuring: %w", r.Duration.Seconds(), err)
 	}
 	if r.Ops == 0 && r.Errors > 0 {
 		return fmt.Errorf("no operation succeeded; first error: %s", r.ErrorSamples[0])
