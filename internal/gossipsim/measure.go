@@ -184,7 +184,7 @@ func StartPool(ctx context.Context, p Params, cfg MeasureConfig) (*Pool, error) 
 		return nil, err
 	}
 	for up := 1; up < p.Nodes; {
-		batch := min(startBatch, p.Nodes-up)
+		batch := min(joinBatch, p.Nodes-up)
 		if err := pool.startBatch(ctx, up, batch, mlLog); err != nil {
 			return nil, err
 		}
@@ -209,11 +209,11 @@ func StartPool(ctx context.Context, p Params, cfg MeasureConfig) (*Pool, error) 
 	return pool, nil
 }
 
-// startBatch is how many nodes join at once. Every node that learns of another
+// joinBatch is how many nodes join at once. Every node that learns of another
 // broadcasts it, so forming a pool costs n²·RetransmitLimit messages; joined all at once,
 // a few hundred nodes overload two cores, probes time out, and suspicion gossip feeds on
 // itself. In batches that settle in between, the same work never piles up.
-const startBatch = 50
+const joinBatch = 50
 
 // startBatch starts nodes [first, first+count) at random moments within one gossip
 // interval, each joining a random node of the settled pool [0, first).
