@@ -1,0 +1,58 @@
+package rpc
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Forwarder sends API requests to another server over the pool's yamux sessions.
+type Forwarder struct {
+	pool   *Pool
+	client *http.Client
+}
+
+// NewForwarder returns a forwarder using pool.
+func NewForwarder(pool *Pool) *Forwarder {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return pool.Open(ctx, addr)
+		},
+		// Streams are cheap; keep enough idle ones for a busy follower.
+		MaxIdleConns:          4096,
+		MaxIdleConnsPerHost:   1024,
+		IdleConnTimeout:       90 * time.Second,
+		DisableCompression:    true,
+		ResponseHeaderTimeout: 0, // blocking queries legitimately take minutes
+	}
+	return &Forwarder{pool: pool, client: &http.Client{Transport: tr}}
+}
+
+// hopHeaders are per-connection and must not be forwarded (RFC 9110, 7.6.1).
+var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// Do sends r (whose body has been read into body) to the server at addr ("ip:port")
+// and returns its response; the caller copies it to the client and closes it.
+func (f *Forwarder) Do(ctx context.Context, addr string, r *http.Request, body []byte) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, r.Method, "http://"+addr+r.URL.RequestURI(), bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header = r.Header.Clone()
+	for _, h := range hopHeaders {
+		req.Header.Del(h)
+	}
+	req.ContentLength = int64(len(body))
+	if body == nil {
+		req.Body = http.NoBody
+	}
+	return f.client.Do(req)
+}
+
+// Close drops idle streams and sessions.
+func (f *Forwarder) Close() {
+	f.client.CloseIdleConnections()
+	f.pool.Close()
+}
