@@ -43,8 +43,6 @@ func TestRaftLayerRoundTrip(t *testing.T) {
 
 func rpcAddr(m *Mux) raft.ServerAddress { return raft.ServerAddress(m.Addr().String()) }
 
-
-
 func TestForwardManyRequestsOverOneConnection(t *testing.T) {
 	m, err := Listen("127.0.0.1:0", nil)
 	if err != nil {
