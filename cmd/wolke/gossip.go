@@ -253,7 +253,7 @@ func writeGossipText(w io.Writer, p gossipsim.Params, results []gossipsim.Result
 				p.Nodes, r.Setup.Round(time.Millisecond), float64(r.MemoryBytes)/1e6, r.Goroutines, r.Runs, r.Elapsed.Round(time.Millisecond))
 		}
 		if r.Incomplete > 0 {
-			fmt.Fprintf(w, "%s: in %d of %d runs some live node never got the broadcast: every holder had spent its %d transmissions (memberlist's push/pull, every 30s, repairs that).\n",
+			fmt.Fprintf(w, "%s: in %d of %d runs some live node never got the broadcast: every holder had spent its %d transmissions. Only the next push/pull (every 30s, longer in large pools) repairs that, for membership changes and Serf's events.\n",
 				r.Method, r.Incomplete, r.Runs, p.RetransmitLimit())
 		}
 	}

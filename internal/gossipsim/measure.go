@@ -190,10 +190,12 @@ func StartPool(ctx context.Context, p Params, cfg MeasureConfig) (*Pool, error) 
 		}
 		up += batch
 		if err := pool.awaitHealthy(ctx, up); err != nil {
-			return nil, fmt.Errorf("gossipsim: pool of %d did not converge: %w", up, err)
+			return nil, fmt.Errorf("gossipsim: pool of %d nodes did not converge in %v (too many for this machine?): %w",
+				up, timeout, err)
 		}
 		if err := pool.awaitQuiet(ctx, up); err != nil {
-			return nil, fmt.Errorf("gossipsim: pool of %d did not settle: %w", up, err)
+			return nil, fmt.Errorf("gossipsim: pool of %d nodes did not settle in %v (too many for this machine?): %w",
+				up, timeout, err)
 		}
 		logger.Debug("gossip pool growing", "nodes", up, "elapsed", time.Since(start))
 	}
@@ -301,7 +303,10 @@ func (pool *Pool) startNode(i int, mlLog *log.Logger) error {
 // that ran out of retransmits before reaching it. Each push/pull makes the joiner
 // broadcast what it learnt, so a node re-joins at most once per rejoinEvery.
 func (pool *Pool) awaitHealthy(ctx context.Context, count int) error {
-	const rejoinEvery = 2 * time.Second
+	const (
+		rejoinEvery       = 2 * time.Second
+		maxRejoinsPerTick = 10
+	)
 	lastJoin := make(map[*poolNode]time.Time)
 	start := time.Now()
 	tick := time.NewTicker(pool.p.Interval / 2)
@@ -320,13 +325,17 @@ func (pool *Pool) awaitHealthy(ctx context.Context, count int) error {
 			return nil
 		}
 		if full != nil && time.Since(start) > rejoinEvery {
+			// A push/pull can take up to memberlist's TCPTimeout on an overloaded
+			// machine, so a few per tick keep the deadline in reach.
+			joins := 0
 			for _, n := range lagging {
-				if ctx.Err() != nil {
+				if ctx.Err() != nil || joins == maxRejoinsPerTick {
 					break
 				}
 				if time.Since(lastJoin[n]) < rejoinEvery {
 					continue
 				}
+				joins++
 				lastJoin[n] = time.Now()
 				if _, err := n.join(full.address()); err != nil {
 					pool.logger.Debug("re-join failed", "node", n, "err", err)
@@ -384,13 +393,17 @@ func (pool *Pool) allAlive(n *poolNode, count int) bool {
 }
 
 // Shutdown stops every node; it does not announce a leave, as nobody is left to care.
+// Nodes stop all at once: one by one, the survivors of a large pool would spend the
+// time probing and suspecting the dead.
 func (pool *Pool) Shutdown() error {
-	var errs []error
-	for _, n := range pool.nodes {
+	errs := make([]error, len(pool.nodes))
+	var wg sync.WaitGroup
+	for i, n := range pool.nodes {
 		if n != nil && n.ml.Load() != nil {
-			errs = append(errs, n.shutdown())
+			wg.Go(func() { errs[i] = n.shutdown() })
 		}
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
