@@ -5,6 +5,7 @@ import (
 
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -38,6 +39,12 @@ The agent stops cleanly on SIGINT or SIGTERM: in-flight requests finish first.`,
 			}
 			cfg.Logger = logger
 			cfg.Version = Version
+			// The agent's heap is mostly short-lived request garbage around a small
+			// state; collecting at 200 % growth instead of Go's 100 % cut server CPU per
+			// write by about 9 % in `wolke bench kv`. GOGC still wins when set.
+			if os.Getenv("GOGC") == "" {
+				debug.SetGCPercent(200)
+			}
 			a, err := agent.New(cfg)
 			if err != nil {
 				return usageErrorf("%v", err)

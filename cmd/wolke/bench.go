@@ -41,7 +41,7 @@ const defaultHTTPAddr = "127.0.0.1:8500"
 
 func newBenchKVCmd() *cobra.Command {
 	opts := benchkv.DefaultOptions()
-	var httpAddr string
+	var httpAddr, client string
 	cmd := &cobra.Command{
 		Use:   "kv",
 		Short: "Load a Consul-compatible KV endpoint with puts and gets",
@@ -70,7 +70,16 @@ The same load against etcd: the bench module in the source tree (cd bench && go 
 			if err := opts.Validate(); err != nil {
 				return usageErrorf("%s", strings.ReplaceAll(err.Error(), "\n", "; "))
 			}
-			d := newConsulKV(base, max(opts.Config.Concurrency, opts.Config.PreloadConcurrency))
+			conns := max(opts.Config.Concurrency, opts.Config.PreloadConcurrency)
+			var d benchkv.Driver
+			switch {
+			case client == "raw" && base.Scheme == "http":
+				d = newRawKV(base.Host, conns)
+			case client == "raw" || client == "net/http":
+				d = newConsulKV(base, conns)
+			default:
+				return usageErrorf("-client %q: want raw or net/http", client)
+			}
 			defer d.Close()
 			stderr := cmd.ErrOrStderr()
 			live := stderr == os.Stderr && benchkv.IsTerminal(os.Stderr)
@@ -81,6 +90,7 @@ The same load against etcd: the bench module in the source tree (cd bench && go 
 	opts.Register(gofs)
 	cmd.Flags().AddGoFlagSet(gofs)
 	cmd.Flags().StringVar(&httpAddr, "http-addr", defaultHTTPAddr, "agent HTTP API address: host:port or http://host:port")
+	cmd.Flags().StringVar(&client, "client", "raw", "HTTP client: raw (a minimal HTTP/1.1 client, cheapest on a shared machine) or net/http (Go's Transport); https always uses net/http")
 	return cmd
 }
 

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -105,12 +106,22 @@ func TestParseHTTPAddr(t *testing.T) {
 }
 
 func TestConsulKVDriver(t *testing.T) {
+	drivers := map[string]func(base *url.URL) benchkv.Driver{
+		"net/http": func(base *url.URL) benchkv.Driver { return newConsulKV(base, 4) },
+		"raw":      func(base *url.URL) benchkv.Driver { return newRawKV(base.Host, 4) },
+	}
+	for name, newDriver := range drivers {
+		t.Run(name, func(t *testing.T) { testKVDriver(t, newDriver) })
+	}
+}
+
+func testKVDriver(t *testing.T, newDriver func(*url.URL) benchkv.Driver) {
 	kv, srv := newFakeKV(t)
 	base, err := parseHTTPAddr(srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := newConsulKV(base, 4)
+	d := newDriver(base)
 	defer d.Close()
 	ctx := context.Background()
 
