@@ -194,6 +194,16 @@ func fmtSeconds(d time.Duration) string {
 	return fmt.Sprintf("%.2fs", d.Seconds())
 }
 
+// fmtElapsed keeps three significant digits, so a 300µs simulation does not read "0s".
+func fmtElapsed(d time.Duration) string {
+	for unit := time.Nanosecond; unit < time.Hour; unit *= 10 {
+		if d < 1000*unit {
+			return d.Round(unit).String()
+		}
+	}
+	return d.Round(time.Second).String()
+}
+
 func fmtPercent(share float64) string {
 	return strings.TrimSuffix(fmt.Sprintf("%g", share*100), ".0") + "%"
 }
@@ -247,10 +257,10 @@ func writeGossipText(w io.Writer, p gossipsim.Params, results []gossipsim.Result
 			fmt.Fprintf(w, "model: Serf's mean-field formula in whole rounds; its bandwidth is Serf's ceiling, a full %d-byte packet in every gossip slot, in and out.\n", p.PacketBytes)
 		case gossipsim.MethodSimulation:
 			fmt.Fprintf(w, "simulation: %d runs in %v; bandwidth counts the gossip packets sent and received until everyone had it, as full %d-byte packets.\n",
-				r.Runs, r.Elapsed.Round(time.Millisecond), p.PacketBytes)
+				r.Runs, fmtElapsed(r.Elapsed), p.PacketBytes)
 		case gossipsim.MethodMeasurement:
 			fmt.Fprintf(w, "measurement: %d memberlist nodes on 127.0.0.1 started in %v, holding %.1f MB in %d goroutines; %d trials in %v; bandwidth is the real traffic, probes included.\n",
-				p.Nodes, r.Setup.Round(time.Millisecond), float64(r.MemoryBytes)/1e6, r.Goroutines, r.Runs, r.Elapsed.Round(time.Millisecond))
+				p.Nodes, fmtElapsed(r.Setup), float64(r.MemoryBytes)/1e6, r.Goroutines, r.Runs, fmtElapsed(r.Elapsed))
 		}
 		if r.Incomplete > 0 {
 			fmt.Fprintf(w, "%s: in %d of %d runs some live node never got the broadcast: every holder had spent its %d transmissions. Only the next push/pull (every 30s, longer in large pools) repairs that, for membership changes and Serf's events.\n",
