@@ -254,7 +254,7 @@ func writeGossipText(w io.Writer, p gossipsim.Params, results []gossipsim.Result
 	for _, r := range results {
 		switch r.Method {
 		case gossipsim.MethodModel:
-			fmt.Fprintf(w, "model: Serf's mean-field formula in whole rounds; its bandwidth is Serf's ceiling, a full %d-byte packet in every gossip slot, in and out.\n", p.PacketBytes)
+			fmt.Fprintf(w, "model: Serf's mean-field formula in whole rounds. It assumes aligned rounds and no retransmit limit, so it is slower than memberlist's staggered ticks and never misses a node; its bandwidth is Serf's ceiling, a full %d-byte packet in every gossip slot, in and out.\n", p.PacketBytes)
 		case gossipsim.MethodSimulation:
 			fmt.Fprintf(w, "simulation: %d runs in %v; bandwidth counts the gossip packets sent and received until everyone had it, as full %d-byte packets.\n",
 				r.Runs, fmtElapsed(r.Elapsed), p.PacketBytes)
