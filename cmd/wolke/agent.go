@@ -28,8 +28,13 @@ func newAgentCmd() *cobra.Command {
       one in-memory server on 127.0.0.1:8500; nothing to configure, nothing kept
   wolke agent -server -bootstrap -data-dir DIR
       a durable single server: Raft log and snapshots in DIR, fsync on every write batch
+  wolke agent -server -bootstrap-expect 3 -data-dir DIR -bind IP -join IP
+      one of three servers that form a cluster by themselves once they found each other
+  wolke agent -data-dir DIR -bind IP -retry-join IP
+      a client agent: joins the gossip pool, forwards API requests to the servers
 
-The agent stops cleanly on SIGINT or SIGTERM: in-flight requests finish first.`,
+On SIGINT or SIGTERM the agent leaves the cluster gracefully (a server is removed from
+the Raft configuration) and stops: in-flight requests finish first.`,
 		Args:        cobra.NoArgs,
 		Annotations: map[string]string{envAll: "true"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -52,10 +57,16 @@ The agent stops cleanly on SIGINT or SIGTERM: in-flight requests finish first.`,
 			if err := a.Start(); err != nil {
 				return err
 			}
-			<-cmd.Context().Done()
-			logger.Info("shutting down")
+			select {
+			case <-cmd.Context().Done():
+			case <-a.LeaveRequested():
+			}
+			logger.Info("leaving and shutting down")
 			ctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownTimeout)
 			defer cancel()
+			if err := a.Leave(ctx); err != nil {
+				logger.Warn("graceful leave failed", "err", err)
+			}
 			return a.Shutdown(ctx)
 		},
 	}
@@ -63,10 +74,15 @@ The agent stops cleanly on SIGINT or SIGTERM: in-flight requests finish first.`,
 	f.BoolVar(&cfg.Dev, "dev", false, "run a single in-memory server (nothing survives a restart)")
 	f.BoolVar(&cfg.Server, "server", false, "run as a server (holds Raft state)")
 	f.BoolVar(&cfg.Bootstrap, "bootstrap", false, "let this server elect itself leader alone (single-server cluster)")
+	f.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 0, "form a cluster once this many servers have found each other by gossip")
+	f.StringArrayVar(&cfg.Join, "join", nil, "gossip address of an agent to join at start (repeatable)")
+	f.StringArrayVar(&cfg.RetryJoin, "retry-join", nil, "gossip address to join in the background, retrying with backoff (repeatable)")
+	f.DurationVar(&cfg.RetryInterval, "retry-interval", cfg.RetryInterval, "longest wait between retry-join attempts")
+	f.IntVar(&cfg.SerfPort, "serf-port", cfg.SerfPort, "gossip port (TCP and UDP) on -bind")
 	f.StringVar(&cfg.DataDir, "data-dir", "", "directory for the node ID, Raft log and snapshots")
 	f.StringVar(&cfg.HTTP.Addr, "http-addr", cfg.HTTP.Addr, "address of the HTTP API (IP:PORT)")
-	f.StringVar(&cfg.BindAddr, "bind", cfg.BindAddr, "IP address for server RPC (Raft)")
-	f.StringVar(&cfg.AdvertiseAddr, "advertise", "", "IP address other servers reach this one at (default: -bind)")
+	f.StringVar(&cfg.BindAddr, "bind", cfg.BindAddr, "IP address for gossip (-serf-port) and server RPC (-server-port)")
+	f.StringVar(&cfg.AdvertiseAddr, "advertise", "", "IP address other agents reach this one at (default: -bind)")
 	f.IntVar(&cfg.ServerPort, "server-port", cfg.ServerPort, "port for server RPC (Raft)")
 	f.StringVar(&cfg.NodeName, "node", cfg.NodeName, "name of this node")
 	f.StringVar(&cfg.Datacenter, "datacenter", cfg.Datacenter, "datacenter name")

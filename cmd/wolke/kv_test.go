@@ -31,6 +31,7 @@ func startKVAgent(t testing.TB) string {
 	cfg := agent.DefaultConfig()
 	cfg.Dev = true
 	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.ServerPort, cfg.SerfPort = 0, 0 // never the default ports in tests
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	if os.Getenv("WOLKE_TEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +22,8 @@ import (
 	"github.com/wolke-platform/wolke/internal/consensus"
 	"github.com/wolke-platform/wolke/internal/fsm"
 	"github.com/wolke-platform/wolke/internal/httpapi"
+	"github.com/wolke-platform/wolke/internal/membership"
+	"github.com/wolke-platform/wolke/internal/rpc"
 	"github.com/wolke-platform/wolke/internal/state"
 )
 
@@ -33,9 +37,23 @@ type Agent struct {
 	http     *httpapi.Server
 	registry *prometheus.Registry
 
+	// Servers only: the server port and the Raft node. Client agents have neither.
+	mux *rpc.Mux
+	// forwarder passes requests to the leader (or, from a client, to a server).
+	forwarder *rpc.Forwarder
+	pool      *membership.Pool
+
+	leaveCh   chan struct{}
+	leaveOnce sync.Once
+
+	// memberChanged is signalled (lossy, buffered 1) on every gossip membership change.
+	memberChanged chan struct{}
+
 	stopCh chan struct{}
 	wg     sync.WaitGroup
 	once   sync.Once
+	left   bool // Leave ran: Shutdown need not leave again
+	leftMu sync.Mutex
 }
 
 // Interface guard: the agent is the HTTP API's backend.
@@ -53,7 +71,8 @@ func New(cfg Config) (*Agent, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	a := &Agent{cfg: cfg, logger: logger, stopCh: make(chan struct{})}
+	a := &Agent{cfg: cfg, logger: logger, stopCh: make(chan struct{}), memberChanged: make(chan struct{}, 1),
+		leaveCh: make(chan struct{})}
 	id, err := a.loadNodeID()
 	if err != nil {
 		return nil, err
@@ -97,78 +116,261 @@ func newUUID() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
-// Start opens the store, starts Raft, then the HTTP API.
+// Start opens the store, starts Raft (servers), the HTTP API and gossip, and joins.
+// On error everything started so far is stopped again.
 func (a *Agent) Start() error {
+	if err := a.start(); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		a.shutdown(ctx)
+		return err
+	}
+	a.logger.Info("agent started", "node", a.cfg.NodeName, "id", a.nodeID, "server", a.cfg.Server,
+		"dev", a.cfg.Dev, "data_dir", a.cfg.DataDir, "http", a.http.Addr(), "serf", a.pool.LocalMember().Port)
+	return nil
+}
+
+func (a *Agent) start() error {
 	store, err := state.New()
 	if err != nil {
 		return err
 	}
 	a.store = store
+	a.forwarder = rpc.NewForwarder(rpc.NewPool(2 * time.Second))
 
-	rc := a.cfg.Raft
-	rc.NodeID = a.nodeID
-	rc.DataDir = a.cfg.DataDir
-	rc.Bootstrap = a.cfg.Bootstrap
-	rc.Logger = a.logger
-	var trans raft.Transport
-	if a.cfg.Dev {
-		trans = consensus.NewInmemTransport(a.cfg.serverAddr())
-	} else {
-		adv := ""
-		if a.cfg.AdvertiseAddr != "" {
-			adv = strings.Replace(a.cfg.serverAddr(), a.cfg.BindAddr, a.cfg.AdvertiseAddr, 1)
-		}
-		t, err := consensus.NewTCPTransport(a.cfg.serverAddr(), adv, a.logger)
+	serverPort := 0
+	if a.cfg.Server {
+		mux, err := rpc.Listen(a.cfg.serverAddr(), a.logger)
 		if err != nil {
 			return err
 		}
-		trans = t
+		a.mux = mux
+		serverPort = mux.Addr().(*net.TCPAddr).Port
+		advertise := &net.TCPAddr{IP: net.ParseIP(a.advertiseIP()), Port: serverPort}
+
+		rc := a.cfg.Raft
+		rc.NodeID = a.nodeID
+		rc.DataDir = a.cfg.DataDir
+		rc.Bootstrap = a.cfg.Bootstrap
+		rc.Logger = a.logger
+		var trans raft.Transport
+		if a.cfg.Dev {
+			trans = consensus.NewInmemTransport(advertise.String())
+		} else {
+			trans = consensus.NewMuxTransport(mux.RaftLayer(advertise), a.logger)
+		}
+		node, err := consensus.New(rc, fsm.New(store, a.logger), trans)
+		if err != nil {
+			return err
+		}
+		a.node = node
 	}
-	node, err := consensus.New(rc, fsm.New(store, a.logger), trans)
-	if err != nil {
-		return err
-	}
-	a.node = node
 
 	api, err := httpapi.New(a.cfg.HTTP, a, a.registry, a.logger)
 	if err != nil {
-		a.node.Shutdown()
 		return err
 	}
 	if err := api.Start(); err != nil {
-		a.node.Shutdown()
 		return err
 	}
 	a.http = api
+	if a.mux != nil {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			if err := api.ServeOn(a.mux.ForwardListener()); err != nil {
+				a.logger.Error("serving forwarded requests stopped", "err", err)
+			}
+		}()
+	}
+
+	mc := membership.DefaultConfig()
+	mc.NodeName = a.cfg.NodeName
+	mc.BindAddr = a.cfg.BindAddr
+	mc.BindPort = a.cfg.SerfPort
+	mc.AdvertiseAddr = a.cfg.AdvertiseAddr
+	mc.DataDir = a.cfg.DataDir
+	mc.RetryJoin = a.cfg.RetryJoin
+	mc.RetryInterval = a.cfg.RetryInterval
+	mc.Logger = a.logger
+	mc.Registerer = a.registry
+	mc.Tags = a.tags(serverPort)
+	if a.cfg.Gossip != nil {
+		a.cfg.Gossip(&mc)
+	}
+	pool, err := membership.New(mc)
+	if err != nil {
+		return err
+	}
+	a.pool = pool
+	if len(a.cfg.Join) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		n, err := pool.Join(ctx, a.cfg.Join)
+		cancel()
+		if err != nil && n == 0 {
+			return fmt.Errorf("join %v: %w", a.cfg.Join, err)
+		}
+	}
+
 	a.wg.Add(1)
-	go a.reapTombstones()
-	a.logger.Info("agent started", "node", a.cfg.NodeName, "id", a.nodeID, "dev", a.cfg.Dev,
-		"data_dir", a.cfg.DataDir, "http", api.Addr())
+	go a.dispatchEvents()
+	if a.node != nil {
+		a.wg.Add(2)
+		go a.reapTombstones()
+		go a.serverDuties()
+	}
 	return nil
+}
+
+// dispatchEvents consumes the gossip pool's events, so the pool never blocks, and
+// passes on what the agent's parts react to.
+func (a *Agent) dispatchEvents() {
+	defer a.wg.Done()
+	for {
+		select {
+		case <-a.stopCh:
+			return
+		case e, ok := <-a.pool.Events():
+			if !ok {
+				return
+			}
+			if e.Type != membership.EventUser {
+				select {
+				case a.memberChanged <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}
+}
+
+// tags are this agent's gossip metadata, in Consul's tag names.
+func (a *Agent) tags(serverPort int) map[string]string {
+	t := map[string]string{
+		membership.TagDatacenter: a.cfg.Datacenter,
+		membership.TagID:         a.nodeID,
+		membership.TagVsn:        "2",
+		membership.TagBuild:      a.cfg.Version,
+		membership.TagRole:       membership.RoleClient,
+	}
+	if a.cfg.Server {
+		t[membership.TagRole] = membership.RoleServer
+		t[membership.TagPort] = strconv.Itoa(serverPort)
+		t[membership.TagRaftVsn] = "3"
+		if a.cfg.BootstrapExpect > 0 {
+			t[membership.TagExpect] = strconv.Itoa(a.cfg.BootstrapExpect)
+		}
+	}
+	return t
+}
+
+func (a *Agent) advertiseIP() string {
+	if a.cfg.AdvertiseAddr != "" {
+		return a.cfg.AdvertiseAddr
+	}
+	return a.cfg.BindAddr
 }
 
 // HTTPAddr is where the HTTP API listens.
 func (a *Agent) HTTPAddr() string { return a.http.Addr() }
 
-// Shutdown drains the HTTP API (in-flight requests finish, blocking queries answer at
-// once), then stops Raft, which flushes and closes the log.
+// SerfAddr is where gossip listens ("ip:port").
+func (a *Agent) SerfAddr() string {
+	m := a.pool.LocalMember()
+	return net.JoinHostPort(m.Addr, strconv.Itoa(int(m.Port)))
+}
+
+// Leave leaves the cluster gracefully: a leading server hands leadership on, the
+// agent announces its departure by gossip (the leader then removes a server from the
+// Raft configuration) and waits, bounded, until that happened.
+func (a *Agent) Leave(ctx context.Context) error {
+	a.leftMu.Lock()
+	defer a.leftMu.Unlock()
+	if a.left {
+		return nil
+	}
+	a.left = true
+	if a.node != nil && a.node.IsLeader() {
+		if servers, err := a.node.Servers(); err == nil && len(servers) > 1 {
+			if err := a.node.TransferLeadership(); err != nil {
+				a.logger.Warn("leadership transfer before leave failed", "err", err)
+			}
+		}
+	}
+	if a.pool == nil {
+		return nil
+	}
+	if err := a.pool.Leave(ctx); err != nil {
+		return fmt.Errorf("leave gossip pool: %w", err)
+	}
+	if a.node == nil {
+		return nil
+	}
+	// Wait until the leader has removed us, so stopping now cannot cost the cluster
+	// its quorum arithmetic.
+	for ctx.Err() == nil {
+		servers, err := a.node.Servers()
+		if err != nil || !containsID(servers, a.nodeID) || len(servers) <= 1 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	a.logger.Warn("left gossip, but the leader did not remove this server from Raft in time")
+	return nil
+}
+
+func containsID(servers []consensus.Server, id string) bool {
+	for _, s := range servers {
+		if s.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// Shutdown stops the agent without leaving (a restart rejoins where it was): it drains
+// the HTTP API (in-flight requests finish, blocking queries answer at once), stops
+// gossip, then Raft, which flushes and closes the log.
 func (a *Agent) Shutdown(ctx context.Context) error {
 	var err error
-	a.once.Do(func() {
+	a.once.Do(func() { err = a.shutdown(ctx) })
+	return err
+}
+
+func (a *Agent) shutdown(ctx context.Context) error {
+	var err error
+	keep := func(e error) {
+		if e != nil && err == nil {
+			err = e
+		}
+	}
+	select {
+	case <-a.stopCh:
+	default:
 		close(a.stopCh)
-		if a.http != nil {
-			if e := a.http.Shutdown(ctx); e != nil {
-				err = fmt.Errorf("drain HTTP: %w", e)
-			}
+	}
+	if a.http != nil {
+		if e := a.http.Shutdown(ctx); e != nil {
+			keep(fmt.Errorf("drain HTTP: %w", e))
 		}
-		a.wg.Wait()
-		if a.node != nil {
-			if e := a.node.Shutdown(); e != nil && err == nil {
-				err = e
-			}
-		}
-		a.logger.Info("agent stopped")
-	})
+	}
+	if a.pool != nil {
+		keep(a.pool.Shutdown())
+	}
+	if a.mux != nil {
+		keep(a.mux.Close())
+	}
+	a.wg.Wait()
+	if a.forwarder != nil {
+		a.forwarder.Close()
+	}
+	if a.node != nil {
+		keep(a.node.Shutdown())
+	}
+	a.logger.Info("agent stopped")
 	return err
 }
 
@@ -199,8 +401,12 @@ func (a *Agent) waitLeader(ctx context.Context) error {
 	}
 }
 
-// Apply implements httpapi.Backend.
+// Apply implements httpapi.Backend. Requests reach it only on the leader (the API
+// forwards them otherwise), so it waits only out this server's own barrier.
 func (a *Agent) Apply(ctx context.Context, cmd []byte) (any, uint64, error) {
+	if a.node == nil {
+		return nil, 0, consensus.ErrNoLeader
+	}
 	if err := a.waitLeader(ctx); err != nil {
 		return nil, 0, err
 	}
@@ -209,6 +415,9 @@ func (a *Agent) Apply(ctx context.Context, cmd []byte) (any, uint64, error) {
 
 // ReadBarrier implements httpapi.Backend.
 func (a *Agent) ReadBarrier(ctx context.Context, mode httpapi.Consistency) error {
+	if a.node == nil {
+		return consensus.ErrNoLeader
+	}
 	switch mode {
 	case httpapi.Stale:
 		return nil
@@ -224,6 +433,9 @@ func (a *Agent) ReadBarrier(ctx context.Context, mode httpapi.Consistency) error
 
 // LeaderInfo implements httpapi.Backend.
 func (a *Agent) LeaderInfo() httpapi.LeaderInfo {
+	if a.node == nil {
+		return httpapi.LeaderInfo{}
+	}
 	addr, _ := a.node.Leader()
 	li := httpapi.LeaderInfo{Address: addr, Known: addr != ""}
 	if lc := a.node.LastContact(); !lc.IsZero() {
@@ -233,7 +445,12 @@ func (a *Agent) LeaderInfo() httpapi.LeaderInfo {
 }
 
 // Servers implements httpapi.Backend.
-func (a *Agent) Servers() ([]consensus.Server, error) { return a.node.Servers() }
+func (a *Agent) Servers() ([]consensus.Server, error) {
+	if a.node == nil {
+		return nil, consensus.ErrNoLeader
+	}
+	return a.node.Servers()
+}
 
 // Self implements httpapi.Backend.
 func (a *Agent) Self() httpapi.Self {
@@ -243,10 +460,21 @@ func (a *Agent) Self() httpapi.Self {
 		Datacenter: a.cfg.Datacenter,
 		Server:     a.cfg.Server,
 		Version:    a.cfg.Version,
-		Addr:       a.cfg.BindAddr,
-		Port:       a.cfg.ServerPort,
-		Stats:      map[string]map[string]string{"raft": a.node.Stats()},
+		Addr:       a.advertiseIP(),
+		Port:       int(a.pool.LocalMember().Port),
+		Stats:      a.stats(),
 	}
+}
+
+func (a *Agent) stats() map[string]map[string]string {
+	st := map[string]map[string]string{}
+	if a.node != nil {
+		st["raft"] = a.node.Stats()
+	}
+	if a.pool != nil {
+		st["serf_lan"] = a.pool.Stats()
+	}
+	return st
 }
 
 // reapTombstones forgets KV deletions older than TombstoneTTL. It samples the applied

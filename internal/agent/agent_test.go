@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/memberlist"
+
+	"github.com/wolke-platform/wolke/internal/membership"
 )
 
 // testLogger logs to stderr only with WOLKE_TEST_LOG=1, to keep test output readable.
@@ -24,6 +27,8 @@ func startDev(t testing.TB, mutate ...func(*Config)) *Agent {
 	cfg := DefaultConfig()
 	cfg.Dev = true
 	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.ServerPort, cfg.SerfPort = 0, 0
+	cfg.Gossip = fastGossip
 	cfg.Logger = testLogger()
 	cfg.Raft.HeartbeatTimeout, cfg.Raft.ElectionTimeout, cfg.Raft.LeaderLeaseTimeout = 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond
 	for _, m := range mutate {
@@ -51,6 +56,11 @@ func startDev(t testing.TB, mutate ...func(*Config)) *Agent {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return a
+}
+
+// fastGossip shortens memberlist's timing for tests on loopback.
+func fastGossip(c *membership.Config) {
+	c.Memberlist = memberlist.DefaultLocalConfig()
 }
 
 func clientFor(t testing.TB, a *Agent) *api.Client {

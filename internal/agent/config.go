@@ -13,6 +13,7 @@ import (
 
 	"github.com/wolke-platform/wolke/internal/consensus"
 	"github.com/wolke-platform/wolke/internal/httpapi"
+	"github.com/wolke-platform/wolke/internal/membership"
 )
 
 // Config is the whole agent configuration; the CLI fills it from flags.
@@ -23,15 +24,28 @@ type Config struct {
 	Datacenter string
 	// Dev runs a single in-memory server that needs no other setting.
 	Dev bool
-	// Server makes this agent hold Raft state; Bootstrap lets it elect itself alone.
-	Server    bool
-	Bootstrap bool
+	// Server makes this agent hold Raft state; Bootstrap lets it elect itself alone;
+	// BootstrapExpect N forms a cluster once N servers found each other by gossip.
+	// A client agent (Server false) holds no Raft state and forwards to servers.
+	Server          bool
+	Bootstrap       bool
+	BootstrapExpect int
 	// DataDir keeps the node ID and the Raft log and snapshots; required for a server
 	// unless Dev.
 	DataDir string
-	// BindAddr is the IP for server RPC (Raft); ServerPort its port (0 picks one).
+	// BindAddr is the IP for gossip (SerfPort) and server RPC (ServerPort); port 0
+	// picks a free one.
 	BindAddr   string
 	ServerPort int
+	SerfPort   int
+	// Join lists gossip addresses to join at start (failure to join one is an error);
+	// RetryJoin lists addresses joined in the background with backoff until one answers.
+	Join          []string
+	RetryJoin     []string
+	RetryInterval time.Duration
+	// ReconcileInterval is how often the leader reconciles gossip membership into the
+	// Raft configuration, besides reacting to membership events.
+	ReconcileInterval time.Duration
 	// AdvertiseAddr is the IP other servers use to reach this one (default BindAddr).
 	AdvertiseAddr string
 	// LeaderWait is how long a request that needs the leader waits for an election to
@@ -42,6 +56,9 @@ type Config struct {
 
 	Raft consensus.Config
 	HTTP httpapi.Config
+	// Gossip, when set, adjusts the gossip pool's settings before it starts (tests use
+	// it for fast memberlist timing).
+	Gossip func(*membership.Config)
 
 	Version string
 	Logger  *slog.Logger
@@ -54,15 +71,18 @@ func DefaultConfig() Config {
 		host = "wolke"
 	}
 	return Config{
-		NodeName:     host,
-		Datacenter:   "dc1",
-		BindAddr:     "127.0.0.1",
-		ServerPort:   8300,
-		LeaderWait:   7 * time.Second,
-		TombstoneTTL: 15 * time.Minute,
-		Raft:         consensus.DefaultConfig(),
-		HTTP:         httpapi.DefaultConfig(),
-		Version:      "dev",
+		NodeName:          host,
+		Datacenter:        "dc1",
+		BindAddr:          "127.0.0.1",
+		ServerPort:        8300,
+		SerfPort:          8301,
+		RetryInterval:     30 * time.Second,
+		ReconcileInterval: 10 * time.Second,
+		LeaderWait:        7 * time.Second,
+		TombstoneTTL:      15 * time.Minute,
+		Raft:              consensus.DefaultConfig(),
+		HTTP:              httpapi.DefaultConfig(),
+		Version:           "dev",
 	}
 }
 
@@ -74,14 +94,20 @@ func (c Config) Validate() error {
 	if c.Dev && c.DataDir != "" {
 		return errors.New("-dev keeps state in memory; drop -data-dir or -dev")
 	}
-	if !c.Dev && !c.Server {
-		return errors.New("client agents arrive with clustering; run with -dev, or -server -bootstrap -data-dir DIR")
-	}
 	if c.Server && !c.Dev && c.DataDir == "" {
 		return errors.New("a server needs -data-dir (or use -dev for an in-memory server)")
 	}
-	if c.Server && !c.Dev && !c.Bootstrap {
-		return errors.New("joining a cluster arrives with clustering; a single server needs -bootstrap")
+	if c.Bootstrap && c.BootstrapExpect > 0 {
+		return errors.New("-bootstrap and -bootstrap-expect cannot be combined")
+	}
+	if c.BootstrapExpect < 0 || c.BootstrapExpect > 0 && !c.Server {
+		return errors.New("-bootstrap-expect needs -server and a positive count")
+	}
+	if c.BootstrapExpect == 1 {
+		return errors.New("-bootstrap-expect 1 is -bootstrap")
+	}
+	if !c.Server && len(c.Join) == 0 && len(c.RetryJoin) == 0 {
+		return errors.New("a client agent needs servers: give -join or -retry-join (or run -server / -dev)")
 	}
 	if net.ParseIP(c.BindAddr) == nil {
 		return fmt.Errorf("bind address %q is not an IP address", c.BindAddr)
@@ -89,14 +115,14 @@ func (c Config) Validate() error {
 	if c.AdvertiseAddr != "" && net.ParseIP(c.AdvertiseAddr) == nil {
 		return fmt.Errorf("advertise address %q is not an IP address", c.AdvertiseAddr)
 	}
-	if c.ServerPort < 0 || c.ServerPort > 65535 {
-		return fmt.Errorf("server port %d out of range", c.ServerPort)
+	if c.ServerPort < 0 || c.ServerPort > 65535 || c.SerfPort < 0 || c.SerfPort > 65535 {
+		return fmt.Errorf("ports out of range: server %d, serf %d", c.ServerPort, c.SerfPort)
 	}
 	if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
 		return fmt.Errorf("HTTP address %q: %v", c.HTTP.Addr, err)
 	}
-	if c.LeaderWait <= 0 || c.TombstoneTTL <= 0 {
-		return errors.New("leader wait and tombstone TTL must be positive")
+	if c.LeaderWait <= 0 || c.TombstoneTTL <= 0 || c.ReconcileInterval <= 0 || c.RetryInterval <= 0 {
+		return errors.New("leader wait, tombstone TTL, reconcile and retry intervals must be positive")
 	}
 	if err := c.HTTP.Validate(); err != nil {
 		return err

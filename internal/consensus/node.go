@@ -42,8 +42,9 @@ type Node struct {
 	// readReady is true once this node leads and has applied every entry committed
 	// before its term (its first Barrier). Until then its state may be behind what an
 	// earlier leader acknowledged, so it must not serve leader reads (Consul #2644).
-	readReady atomic.Bool
-	stopCh    chan struct{}
+	readReady     atomic.Bool
+	leaderChanges chan bool
+	stopCh        chan struct{}
 	wg        sync.WaitGroup
 }
 
@@ -57,7 +58,8 @@ func New(cfg Config, fsm raft.FSM, trans raft.Transport) (*Node, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, trans: trans, logger: logger.With("component", "consensus"), stopCh: make(chan struct{})}
+	n := &Node{cfg: cfg, trans: trans, logger: logger.With("component", "consensus"),
+		stopCh: make(chan struct{}), leaderChanges: make(chan bool, 1)}
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
@@ -153,9 +155,12 @@ func (n *Node) watchLeadership() {
 		case <-n.stopCh:
 			return
 		case leader := <-ch:
-			n.readReady.Store(false)
+			wasReady := n.readReady.Swap(false)
 			if !leader {
 				n.logger.Info("lost leadership")
+				if wasReady {
+					n.notifyLeader(false)
+				}
 				continue
 			}
 			// Retry the barrier until it succeeds or leadership changes again.
@@ -177,8 +182,21 @@ func (n *Node) watchLeadership() {
 			if n.raft.State() == raft.Leader {
 				n.readReady.Store(true)
 				n.logger.Info("became leader", "term", n.raft.Stats()["term"])
+				n.notifyLeader(true)
 			}
 		}
+	}
+}
+
+// notifyLeader replaces any unread value: only the latest state matters.
+func (n *Node) notifyLeader(v bool) {
+	select {
+	case <-n.leaderChanges:
+	default:
+	}
+	select {
+	case n.leaderChanges <- v:
+	default:
 	}
 }
 

@@ -36,3 +36,16 @@ func NewInmemTransport(addr string) raft.Transport {
 	_, t := raft.NewInmemTransport(raft.ServerAddress(addr))
 	return t
 }
+
+// NewMuxTransport runs Raft over a stream layer (the server port's multiplexer).
+func NewMuxTransport(layer raft.StreamLayer, logger *slog.Logger) raft.Transport {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  layer,
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  hclogFor(logger, "raft-net"),
+	})
+}

@@ -484,45 +484,8 @@ func (pool *Pool) trial(ctx context.Context, p Params) (runOutcome, []time.Durat
 	origin.queue.QueueBroadcast(broadcast(encodeMsg(tr.id)))
 
 	live := int64(p.live())
-	poll := time.NewTicker(max(p.Interval/40, time.Millisecond))
-	defer poll.Stop()
-	var window time.Duration
-	var bytes, pkts uint64
-	var err error
-	drainedAt := time.Time{}
-	for {
-		got := tr.received.Load()
-		if window == 0 && got == live {
-			window = time.Since(tr.start)
-			bytes, pkts = pool.traffic()
-		}
-		if pool.queuedTotal() > 0 {
-			drainedAt = time.Time{}
-		} else {
-			// Copies already on the wire arrive within microseconds on loopback; give
-			// the receivers' handler goroutines a quarter interval to record them.
-			if got == live {
-				break
-			}
-			if drainedAt.IsZero() {
-				drainedAt = time.Now()
-			} else if time.Since(drainedAt) > p.Interval/4 {
-				break
-			}
-		}
-		select {
-		case <-ctx.Done():
-			err = fmt.Errorf("broadcast still queued: %w", ctx.Err())
-		case <-poll.C:
-			continue
-		}
-		break
-	}
+	window, bytes, pkts, err := pool.awaitTrialEnd(ctx, tr, live)
 	pool.cur.Store(nil)
-	if window == 0 {
-		window = time.Since(tr.start)
-		bytes, pkts = pool.traffic()
-	}
 	for _, i := range silenced {
 		pool.nodes[i].tr.silenced.Store(false)
 	}
@@ -561,6 +524,46 @@ func (pool *Pool) trial(ctx context.Context, p Params) (runOutcome, []time.Durat
 }
 
 // traffic sums every node's counters: bytes sent plus received, and packets.
+// awaitTrialEnd waits until no node has the trial's message queued any more, and
+// returns how long it took until all live nodes had it (or until the end, if some never
+// did) and the traffic counters at that moment.
+func (pool *Pool) awaitTrialEnd(ctx context.Context, tr *trial, live int64) (window time.Duration, bytes, pkts uint64, err error) {
+	poll := time.NewTicker(max(pool.p.Interval/40, time.Millisecond))
+	defer poll.Stop()
+	var drainedAt time.Time
+	defer func() {
+		if window == 0 {
+			window = time.Since(tr.start)
+			bytes, pkts = pool.traffic()
+		}
+	}()
+	for {
+		got := tr.received.Load()
+		if window == 0 && got == live {
+			window = time.Since(tr.start)
+			bytes, pkts = pool.traffic()
+		}
+		switch {
+		case pool.queuedTotal() > 0:
+			drainedAt = time.Time{}
+		case got == live:
+			return window, bytes, pkts, nil
+		case drainedAt.IsZero():
+			drainedAt = time.Now()
+		case time.Since(drainedAt) > pool.p.Interval/4:
+			// Copies already on the wire arrive within microseconds on loopback; a
+			// quarter interval is ample for the receivers' handler goroutines to
+			// record them.
+			return window, bytes, pkts, nil
+		}
+		select {
+		case <-ctx.Done():
+			return window, bytes, pkts, fmt.Errorf("broadcast still queued: %w", ctx.Err())
+		case <-poll.C:
+		}
+	}
+}
+
 func (pool *Pool) traffic() (bytes, packets uint64) {
 	for _, n := range pool.nodes {
 		if n == nil {

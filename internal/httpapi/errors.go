@@ -17,6 +17,14 @@ type httpError struct {
 
 func (e *httpError) Error() string { return e.reason }
 
+// StatusError lets a Backend choose the status code and reason of an error.
+type StatusError struct {
+	Code   int
+	Reason string
+}
+
+func (e *StatusError) Error() string { return e.Reason }
+
 func badRequest(format string, args ...any) error {
 	return &httpError{code: http.StatusBadRequest, reason: fmt.Sprintf(format, args...)}
 }
@@ -50,6 +58,10 @@ func statusFor(err error) (int, string) {
 	var he *httpError
 	if errors.As(err, &he) {
 		return he.code, he.reason
+	}
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.Code, se.Reason
 	}
 	for _, m := range errorMap {
 		if errors.Is(err, m.err) {

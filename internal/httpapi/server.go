@@ -34,6 +34,11 @@ type Backend interface {
 	Servers() ([]consensus.Server, error)
 	// Self describes this agent for /v1/agent/self.
 	Self() Self
+	// Local reports whether this agent answers a request itself (the leader does;
+	// any server does for a stale read); otherwise Forward passes it to the server
+	// that must answer and copies that answer back.
+	Local(write bool, mode Consistency) bool
+	Forward(w http.ResponseWriter, r *http.Request)
 }
 
 // LeaderInfo feeds X-Consul-KnownLeader, X-Consul-LastContact and /v1/status/leader.
@@ -172,15 +177,40 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
 	switch {
 	case strings.HasPrefix(p, "/v1/kv/"):
+		if s.forwarded(w, r) {
+			return
+		}
 		s.kv(w, r, p[len("/v1/kv/"):])
 	case p == "/v1/kv":
+		if s.forwarded(w, r) {
+			return
+		}
 		s.kv(w, r, "")
-	case p == "/v1/status/leader":
-		s.get(w, r, s.statusLeader)
-	case p == "/v1/status/peers":
-		s.get(w, r, s.statusPeers)
+	case p == "/v1/status/leader" || p == "/v1/status/peers":
+		// Any server knows; a client agent asks one.
+		if s.forwardedAs(w, r, false, Stale) {
+			return
+		}
+		if p == "/v1/status/leader" {
+			s.get(w, r, s.statusLeader)
+		} else {
+			s.get(w, r, s.statusPeers)
+		}
 	case p == "/v1/agent/self":
 		s.get(w, r, s.agentSelf)
+	case p == "/v1/agent/members":
+		s.get(w, r, s.agentMembers)
+	case p == "/v1/agent/leave":
+		s.agentLeave(w, r)
+	case strings.HasPrefix(p, "/v1/agent/join/"):
+		s.agentJoin(w, r, p[len("/v1/agent/join/"):])
+	case strings.HasPrefix(p, "/v1/agent/force-leave/"):
+		s.agentForceLeave(w, r, p[len("/v1/agent/force-leave/"):])
+	case strings.HasPrefix(p, "/v1/operator/raft/"):
+		if s.forwarded(w, r) {
+			return
+		}
+		s.operatorRaft(w, r, p[len("/v1/operator/raft/"):])
 	case p == "/v1/agent/metrics" || p == "/metrics":
 		s.get(w, r, s.agentMetrics)
 	case strings.HasPrefix(p, "/debug/pprof/") && s.cfg.EnableDebug:
@@ -188,6 +218,32 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeError(w, notFound("Invalid URL path: not a recognized HTTP API endpoint"))
 	}
+}
+
+// forwarded passes a request for replicated state to the server that must answer it,
+// and reports whether it did. Reads choose by consistency mode; ?stale is answered by
+// any server from its own state.
+func (s *Server) forwarded(w http.ResponseWriter, r *http.Request) bool {
+	write := r.Method != http.MethodGet && r.Method != http.MethodHead
+	mode := Default
+	if q := r.URL.RawQuery; q != "" {
+		v := r.URL.Query()
+		if has(v, "stale") {
+			mode = Stale
+		} else if has(v, "consistent") {
+			mode = Consistent
+		}
+	}
+	return s.forwardedAs(w, r, write, mode)
+}
+
+// forwardedAs is forwarded with the request's kind decided by the caller.
+func (s *Server) forwardedAs(w http.ResponseWriter, r *http.Request, write bool, mode Consistency) bool {
+	if s.backend.Local(write, mode) {
+		return false
+	}
+	s.backend.Forward(w, r)
+	return true
 }
 
 // get answers 405 to anything but GET (and HEAD).
@@ -226,6 +282,16 @@ func (s *Server) Start() error {
 	}()
 	s.logger.Info("HTTP API listening", "addr", s.ln.Addr().String())
 	return nil
+}
+
+// ServeOn serves the API on another listener too (forwarded requests arriving over the
+// server port); it returns when the listener closes.
+func (s *Server) ServeOn(ln net.Listener) error {
+	err := s.srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
 }
 
 // Addr is the address the server listens on (useful with port 0).

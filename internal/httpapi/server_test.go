@@ -43,6 +43,10 @@ func (f *fakeBackend) ReadBarrier(_ context.Context, mode Consistency) error {
 func (f *fakeBackend) LeaderInfo() LeaderInfo               { return LeaderInfo{Known: !f.noLeader} }
 func (f *fakeBackend) Servers() ([]consensus.Server, error) { return nil, nil }
 func (f *fakeBackend) Self() Self                           { return Self{} }
+func (f *fakeBackend) Local(bool, Consistency) bool         { return true }
+func (f *fakeBackend) Forward(http.ResponseWriter, *http.Request) {
+	panic("fake backend never forwards")
+}
 
 func newTestServer(t *testing.T, b *fakeBackend) (*Server, *prometheus.Registry) {
 	t.Helper()

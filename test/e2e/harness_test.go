@@ -83,7 +83,8 @@ func startServer(t testing.TB, dataDir string, extra ...string) *proc {
 	t.Helper()
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	args := append([]string{"agent", "-server", "-bootstrap", "-data-dir", dataDir,
-		"-bind", "127.0.0.1", "-server-port", fmt.Sprint(freePort(t)), "-http-addr", httpAddr,
+		"-bind", "127.0.0.1", "-server-port", fmt.Sprint(freePort(t)), "-serf-port", fmt.Sprint(freePort(t)),
+		"-http-addr", httpAddr,
 		"-log-level", "warn"}, extra...)
 	p := &proc{t: t, args: args, httpAddr: httpAddr}
 	p.start()

@@ -1,0 +1,156 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// startClusterAgent starts a server (expect > 0) or client (expect 0) agent on free
+// loopback ports, joining join when given.
+func startClusterAgent(t testing.TB, name string, expect int, join string) *Agent {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.NodeName = name
+	cfg.Server = expect > 0
+	cfg.BootstrapExpect = expect
+	if cfg.Server {
+		cfg.DataDir = t.TempDir()
+	}
+	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.ServerPort, cfg.SerfPort = 0, 0
+	cfg.Gossip = fastGossip
+	cfg.ReconcileInterval = 200 * time.Millisecond
+	cfg.Logger = testLogger().With("node", name)
+	cfg.Raft.HeartbeatTimeout, cfg.Raft.ElectionTimeout, cfg.Raft.LeaderLeaseTimeout = 100*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond
+	if join != "" {
+		cfg.Join = []string{join}
+	}
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		a.Shutdown(ctx)
+	})
+	return a
+}
+
+func leaderOf(agents []*Agent) *Agent {
+	for _, a := range agents {
+		if a.node != nil && a.node.ReadReady() {
+			return a
+		}
+	}
+	return nil
+}
+
+func TestThreeServersBootstrapAndReplicate(t *testing.T) {
+	s1 := startClusterAgent(t, "s1", 3, "")
+	s2 := startClusterAgent(t, "s2", 3, s1.SerfAddr())
+	s3 := startClusterAgent(t, "s3", 3, s1.SerfAddr())
+	servers := []*Agent{s1, s2, s3}
+	waitFor(t, 15*time.Second, "a leader with 3 voters", func() bool {
+		l := leaderOf(servers)
+		if l == nil {
+			return false
+		}
+		peers, err := l.node.Servers()
+		return err == nil && len(peers) == 3
+	})
+
+	// A write through every server (followers forward) is visible on all of them.
+	for i, s := range servers {
+		kv := clientFor(t, s).KV()
+		if _, err := kv.Put(&api.KVPair{Key: fmt.Sprintf("from/%d", i), Value: []byte(s.cfg.NodeName)}, nil); err != nil {
+			t.Fatalf("write via %s: %v", s.cfg.NodeName, err)
+		}
+	}
+	for _, s := range servers {
+		kv := clientFor(t, s).KV()
+		// Default and consistent reads are answered by the leader: always complete.
+		for _, q := range []*api.QueryOptions{nil, {RequireConsistent: true}} {
+			list, _, err := kv.List("from/", q)
+			if err != nil || len(list) != 3 {
+				t.Fatalf("read via %s (%+v): %d keys, %v", s.cfg.NodeName, q, len(list), err)
+			}
+		}
+		// A stale read is local; it converges.
+		waitFor(t, 5*time.Second, "stale read on "+s.cfg.NodeName, func() bool {
+			list, meta, err := kv.List("from/", &api.QueryOptions{AllowStale: true})
+			return err == nil && len(list) == 3 && meta.KnownLeader
+		})
+	}
+	// Status endpoints agree on the leader and peers.
+	leader, _ := clientFor(t, s2).Status().Leader()
+	peers, _ := clientFor(t, s3).Status().Peers()
+	if leader == "" || len(peers) != 3 {
+		t.Fatalf("leader %q peers %v", leader, peers)
+	}
+}
+
+func TestClientAgentForwardsAndLeaderFailover(t *testing.T) {
+	s1 := startClusterAgent(t, "s1", 3, "")
+	s2 := startClusterAgent(t, "s2", 3, s1.SerfAddr())
+	s3 := startClusterAgent(t, "s3", 3, s1.SerfAddr())
+	c1 := startClusterAgent(t, "c1", 0, s1.SerfAddr())
+	servers := []*Agent{s1, s2, s3}
+	waitFor(t, 15*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
+	kv := clientFor(t, c1).KV()
+	waitFor(t, 10*time.Second, "the client agent's first forwarded write", func() bool {
+		_, err := kv.Put(&api.KVPair{Key: "via-client", Value: []byte("1")}, nil)
+		return err == nil
+	})
+	// A stale read goes to any server and may lag; it converges.
+	waitFor(t, 5*time.Second, "a stale read through the client", func() bool {
+		p, _, err := kv.Get("via-client", &api.QueryOptions{AllowStale: true})
+		return err == nil && p != nil && string(p.Value) == "1"
+	})
+	// A default read goes to the leader and sees the write at once.
+	if p, _, err := kv.Get("via-client", nil); err != nil || p == nil || string(p.Value) != "1" {
+		t.Fatalf("default read through the client: %+v %v", p, err)
+	}
+
+	// Stop the leader: a new one takes over and writes through the client resume.
+	old := leaderOf(servers)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	old.Shutdown(ctx)
+	cancel()
+	var rest []*Agent
+	for _, s := range servers {
+		if s != old {
+			rest = append(rest, s)
+		}
+	}
+	waitFor(t, 15*time.Second, "a new leader", func() bool { return leaderOf(rest) != nil })
+	waitFor(t, 15*time.Second, "a write after failover", func() bool {
+		_, err := kv.Put(&api.KVPair{Key: "after-failover", Value: []byte("2")}, nil)
+		return err == nil
+	})
+	for _, s := range rest {
+		p, _, err := clientFor(t, s).KV().Get("via-client", nil)
+		if err != nil || p == nil {
+			t.Fatalf("acknowledged write missing on %s after failover: %v", s.cfg.NodeName, err)
+		}
+	}
+}
