@@ -45,7 +45,7 @@ type Node struct {
 	readReady     atomic.Bool
 	leaderChanges chan bool
 	stopCh        chan struct{}
-	wg        sync.WaitGroup
+	wg            sync.WaitGroup
 }
 
 // New starts a Raft node with the given state machine and transport. It takes

@@ -206,6 +206,11 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		s.agentJoin(w, r, p[len("/v1/agent/join/"):])
 	case strings.HasPrefix(p, "/v1/agent/force-leave/"):
 		s.agentForceLeave(w, r, p[len("/v1/agent/force-leave/"):])
+	case p == "/v1/snapshot":
+		if s.forwarded(w, r) {
+			return
+		}
+		s.snapshot(w, r)
 	case strings.HasPrefix(p, "/v1/operator/raft/"):
 		if s.forwarded(w, r) {
 			return
