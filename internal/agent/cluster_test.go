@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -152,5 +153,141 @@ func TestClientAgentForwardsAndLeaderFailover(t *testing.T) {
 		if err != nil || p == nil {
 			t.Fatalf("acknowledged write missing on %s after failover: %v", s.cfg.NodeName, err)
 		}
+	}
+}
+
+func memberStatusOf(c *api.Client, name string) int {
+	members, err := c.Agent().Members(false)
+	if err != nil {
+		return -1
+	}
+	for _, m := range members {
+		if m.Name == name {
+			return m.Status
+		}
+	}
+	return -1
+}
+
+func TestMembersFailureForceLeaveAndOperator(t *testing.T) {
+	s1 := startClusterAgent(t, "s1", 3, "")
+	s2 := startClusterAgent(t, "s2", 3, s1.SerfAddr())
+	s3 := startClusterAgent(t, "s3", 3, s1.SerfAddr())
+	c1 := startClusterAgent(t, "c1", 0, s1.SerfAddr())
+	servers := []*Agent{s1, s2, s3}
+	waitFor(t, 15*time.Second, "a leader with 3 voters", func() bool {
+		l := leaderOf(servers)
+		if l == nil {
+			return false
+		}
+		peers, _ := l.Servers()
+		return len(peers) == 3
+	})
+	api1 := clientFor(t, c1)
+	waitFor(t, 5*time.Second, "4 alive members with roles", func() bool {
+		members, err := api1.Agent().Members(false)
+		if err != nil || len(members) != 4 {
+			return false
+		}
+		for _, m := range members {
+			wantRole := "consul"
+			if m.Name == "c1" {
+				wantRole = "node"
+			}
+			if m.Status != 1 || m.Tags["role"] != wantRole || m.Tags["dc"] != "dc1" {
+				return false
+			}
+		}
+		return true
+	})
+	conf, err := api1.Operator().RaftGetConfiguration(nil)
+	if err != nil || len(conf.Servers) != 3 {
+		t.Fatalf("raft configuration via the client agent: %+v %v", conf, err)
+	}
+	leaders := 0
+	for _, s := range conf.Servers {
+		if s.Leader {
+			leaders++
+		}
+		if s.Node == "" || !s.Voter {
+			t.Fatalf("server entry %+v", s)
+		}
+	}
+	if leaders != 1 {
+		t.Fatalf("%d leaders in %+v", leaders, conf.Servers)
+	}
+
+	// Crash a follower (no leave): gossip marks it failed, Raft keeps it.
+	var victim *Agent
+	for _, s := range servers {
+		if !s.node.IsLeader() {
+			victim = s
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	victim.Shutdown(ctx)
+	cancel()
+	waitFor(t, 15*time.Second, victim.cfg.NodeName+" failed", func() bool { return memberStatusOf(api1, victim.cfg.NodeName) == 4 })
+	if conf, _ := api1.Operator().RaftGetConfiguration(nil); len(conf.Servers) != 3 {
+		t.Fatalf("a failed server left Raft without force-leave: %+v", conf.Servers)
+	}
+	// Force-leave: left in gossip, and the leader removes it from Raft.
+	if err := api1.Agent().ForceLeave(victim.cfg.NodeName); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "force-left server out of Raft", func() bool {
+		conf, err := api1.Operator().RaftGetConfiguration(nil)
+		return err == nil && len(conf.Servers) == 2 && memberStatusOf(api1, victim.cfg.NodeName) == 3
+	})
+	if _, err := api1.KV().Put(&api.KVPair{Key: "still", Value: []byte("writable")}, nil); err != nil {
+		t.Fatalf("write after force-leave: %v", err)
+	}
+	if err := api1.Agent().ForceLeave("no-such-node"); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("force-leave of an unknown node: %v", err)
+	}
+}
+
+func TestGracefulLeaveRemovesServer(t *testing.T) {
+	s1 := startClusterAgent(t, "s1", 3, "")
+	s2 := startClusterAgent(t, "s2", 3, s1.SerfAddr())
+	s3 := startClusterAgent(t, "s3", 3, s1.SerfAddr())
+	servers := []*Agent{s1, s2, s3}
+	waitFor(t, 15*time.Second, "a leader with 3 voters", func() bool {
+		l := leaderOf(servers)
+		if l == nil {
+			return false
+		}
+		peers, _ := l.Servers()
+		return len(peers) == 3
+	})
+	// The leader itself leaves: it hands leadership on first.
+	l := leaderOf(servers)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := l.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l.Shutdown(ctx)
+	var rest []*Agent
+	for _, s := range servers {
+		if s != l {
+			rest = append(rest, s)
+		}
+	}
+	waitFor(t, 10*time.Second, "2 voters and a leader", func() bool {
+		nl := leaderOf(rest)
+		if nl == nil {
+			return false
+		}
+		peers, err := nl.Servers()
+		return err == nil && len(peers) == 2
+	})
+	c := clientFor(t, rest[0])
+	if st := memberStatusOf(c, l.cfg.NodeName); st != 3 {
+		t.Fatalf("left server has status %d, want 3 (left)", st)
+	}
+	if _, err := c.KV().Put(&api.KVPair{Key: "k", Value: []byte("v")}, nil); err != nil {
+		t.Fatalf("write after a graceful leave: %v", err)
 	}
 }
