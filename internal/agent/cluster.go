@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
 
 	"github.com/wolke-platform/wolke/internal/consensus"
 	"github.com/wolke-platform/wolke/internal/httpapi"
@@ -36,6 +40,12 @@ func (a *Agent) LeaveRequested() <-chan struct{} { return a.leaveCh }
 // ForceLeave implements httpapi.Cluster. A failed server that is forced out is then
 // removed from the Raft configuration by the leader's reconciliation.
 func (a *Agent) ForceLeave(node string, prune bool) error {
+	var target membership.Member
+	for _, m := range a.pool.Members() {
+		if m.Name == node {
+			target = m
+		}
+	}
 	if err := a.pool.ForceLeave(node, prune); err != nil {
 		if errors.Is(err, membership.ErrUnknownMember) {
 			return &httpapi.StatusError{Code: 404, Reason: "Unknown node " + node}
@@ -46,7 +56,51 @@ func (a *Agent) ForceLeave(node string, prune bool) error {
 	case a.memberChanged <- struct{}{}:
 	default:
 	}
+	// Gossip may drop a force-leave that reaches a member before news it depends on
+	// (serf orders them by Lamport time), so a failed server is also removed from Raft
+	// directly, through the leader, rather than by waiting for its reconciliation.
+	if target.IsServer() && target.Datacenter() == a.cfg.Datacenter && target.ID() != "" && target.ID() != a.nodeID {
+		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.LeaderWait)
+		defer cancel()
+		if err := a.removeServerViaLeader(ctx, target.ID()); err != nil {
+			return fmt.Errorf("force-leave %s: remove from Raft: %w", node, err)
+		}
+	}
 	return nil
+}
+
+// removeServerViaLeader removes a Raft server, on this node if it leads, else by asking
+// the leader (or, from a client agent, a server) over the server port.
+func (a *Agent) removeServerViaLeader(ctx context.Context, id string) error {
+	for {
+		if a.node != nil && a.node.IsLeader() {
+			err := a.node.RemoveServer(id)
+			if err == nil || !errors.Is(err, consensus.ErrNotLeader) {
+				return err
+			}
+		} else if target := a.forwardTarget(); target != "" {
+			req, err := http.NewRequestWithContext(ctx, http.MethodDelete,
+				"http://"+target+"/v1/operator/raft/peer?id="+url.QueryEscape(id), nil)
+			if err != nil {
+				return err
+			}
+			resp, err := a.forwarder.Do(ctx, target, req, nil)
+			if err == nil {
+				body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+				resp.Body.Close()
+				switch resp.StatusCode {
+				case http.StatusOK, http.StatusNotFound: // removed, or no longer a peer
+					return nil
+				}
+				a.logger.Debug("remove peer via leader", "status", resp.StatusCode, "body", string(body))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return consensus.ErrNoLeader
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // RaftConfiguration implements httpapi.Cluster.
