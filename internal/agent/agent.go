@@ -360,15 +360,17 @@ func (a *Agent) shutdown(ctx context.Context) error {
 	if a.pool != nil {
 		keep(a.pool.Shutdown())
 	}
-	if a.mux != nil {
-		keep(a.mux.Close())
-	}
 	a.wg.Wait()
 	if a.forwarder != nil {
 		a.forwarder.Close()
 	}
+	// Raft before the server port: Raft then knows the port's listener closing is its
+	// own shutdown, not an error.
 	if a.node != nil {
 		keep(a.node.Shutdown())
+	}
+	if a.mux != nil {
+		keep(a.mux.Close())
 	}
 	a.logger.Info("agent stopped")
 	return err
