@@ -17,10 +17,12 @@ type Config struct {
 	// snapshots. Empty keeps everything in memory: dev mode, nothing survives a restart.
 	DataDir string
 
-	// LogStore picks the Raft log's storage engine in DataDir: "boltdb" (raft-boltdb, a
-	// B+tree; two fsyncs per append batch) or "wal" (raft-wal, append-only segment files;
-	// one fsync per batch, about 3x faster appends here). Both fsync before a write is
-	// acknowledged. A data dir keeps the engine it was created with.
+	// LogStore picks the Raft log's storage engine in DataDir: "wal" (raft-wal,
+	// append-only segment files, one fsync per append batch; the default) or "boltdb"
+	// (raft-boltdb, a B+tree with two fsyncs per batch). Both fsync before a write is
+	// acknowledged; on this kind of disk wal appends a 64-entry batch in about 1 ms,
+	// boltdb in 3.6 ms, which bounds write throughput. A data dir keeps the engine it
+	// was created with.
 	LogStore string
 
 	// Bootstrap forms a one-server cluster when the node has no Raft state yet. It is a
@@ -71,7 +73,7 @@ func DefaultConfig() Config {
 		ElectionTimeout:    500 * time.Millisecond,
 		LeaderLeaseTimeout: 250 * time.Millisecond,
 		MaxAppendEntries:   256,
-		LogStore:           LogStoreBoltDB,
+		LogStore:           LogStoreWAL,
 		SnapshotThreshold:  16384,
 		SnapshotInterval:   30 * time.Second,
 		TrailingLogs:       10240,
