@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -15,6 +16,11 @@ import (
 // etcdKV drives etcd's v3 KV API over one or more gRPC connections. One connection
 // multiplexes every request (HTTP/2); more spread the work of the server's and the
 // client's connection goroutines, the way etcd's own benchmark tool does with -conns.
+//
+// With several endpoints (the members of a cluster), each client keeps a connection to
+// every member and sends each request to the next ready one (clientv3's round-robin
+// balancer), so the load spreads over all members and leaves a member that died;
+// TestEtcdDriverCluster checks both.
 type etcdKV struct {
 	clients []*clientv3.Client
 	next    atomic.Uint64
@@ -36,13 +42,17 @@ func newEtcdKV(endpoints []string, conns int, dialTimeout time.Duration) (*etcdK
 		}
 		d.clients = append(d.clients, c)
 		// The client connects lazily; asking for the status now makes an unreachable
-		// etcd fail within dialTimeout.
+		// etcd fail within dialTimeout. One member that answers is enough.
 		ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
-		_, err = c.Status(ctx, endpoints[0])
+		for _, ep := range endpoints {
+			if _, err = c.Status(ctx, ep); err == nil {
+				break
+			}
+		}
 		cancel()
 		if err != nil {
 			d.Close()
-			return nil, fmt.Errorf("etcd at %v: %w", endpoints[0], err)
+			return nil, fmt.Errorf("etcd at %s: %w", strings.Join(endpoints, ","), err)
 		}
 	}
 	return d, nil

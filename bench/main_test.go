@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -222,5 +223,134 @@ func TestTable(t *testing.T) {
 				t.Errorf("%d rows, want %d:\n%s", rows, tt.wantRows, stdout.String())
 			}
 		})
+	}
+}
+
+// startEtcdCluster starts a 3-member etcd cluster for one test and returns the members'
+// client addresses and a function that kills member i.
+func startEtcdCluster(t *testing.T) (clients []string, kill func(i int)) {
+	t.Helper()
+	bin, err := exec.LookPath("etcd")
+	if err != nil {
+		t.Skip("etcd not installed (apt-get install etcd-server)")
+	}
+	dir := t.TempDir()
+	var peers []string
+	initial := ""
+	for i := range 3 {
+		clients = append(clients, freePort())
+		peers = append(peers, freePort())
+		initial += fmt.Sprintf(",m%d=http://%s", i, peers[i])
+	}
+	var cmds []*exec.Cmd
+	var exited []chan struct{}
+	for i := range 3 {
+		cmd := exec.Command(bin, "--name", fmt.Sprintf("m%d", i), "--data-dir", filepath.Join(dir, fmt.Sprint(i)),
+			"--listen-client-urls", "http://"+clients[i], "--advertise-client-urls", "http://"+clients[i],
+			"--listen-peer-urls", "http://"+peers[i], "--initial-advertise-peer-urls", "http://"+peers[i],
+			"--initial-cluster", initial[1:], "--initial-cluster-state", "new", "--log-level", "error")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		cmds, exited = append(cmds, cmd), append(exited, done)
+	}
+	kill = func(i int) {
+		cmds[i].Process.Kill()
+		<-exited[i]
+	}
+	t.Cleanup(func() {
+		for i := range cmds {
+			kill(i)
+		}
+	})
+	for i, c := range clients {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			resp, err := http.Get("http://" + c + "/health")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("member %d not healthy after 20s", i)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return clients, kill
+}
+
+// handledPuts reads how many Puts an etcd member has answered from its metrics.
+func handledPuts(t *testing.T, client string) int {
+	t.Helper()
+	resp, err := http.Get("http://" + client + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	n := 0
+	for line := range strings.Lines(string(b)) {
+		if strings.HasPrefix(line, "grpc_server_handled_total{") && strings.Contains(line, `grpc_method="Put"`) {
+			var v float64
+			fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v)
+			n += int(v)
+		}
+	}
+	return n
+}
+
+// TestEtcdDriverCluster checks that the driver's requests spread over every member of
+// a cluster, and move to the others when a member dies.
+func TestEtcdDriverCluster(t *testing.T) {
+	clients, kill := startEtcdCluster(t)
+	d, err := newEtcdKV(clients, 1, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	cfg := benchkv.DefaultConfig()
+	cfg.Workload, cfg.Concurrency, cfg.Warmup, cfg.Duration, cfg.KeyCount = benchkv.WorkloadPut, 6, 0, 300*time.Millisecond, 100
+	r, err := benchkv.Run(context.Background(), cfg, d, nil)
+	if err != nil || r.Ops == 0 || r.Errors != 0 {
+		t.Fatalf("%d ops, %d errors %q: %v", r.Ops, r.Errors, r.ErrorSamples, err)
+	}
+	for i, c := range clients {
+		if n := handledPuts(t, c); n < int(r.Ops)/6 {
+			t.Errorf("member %d answered %d of %d puts, want about a third", i, n, r.Ops)
+		}
+	}
+
+	// Kill a follower (a dead leader would add an election to the figures).
+	status, err := d.clients[0].Status(context.Background(), clients[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := 0
+	if status.Header.MemberId == status.Leader {
+		victim = 1
+	}
+	kill(victim)
+	before := make([]int, 3)
+	for i, c := range clients {
+		if i != victim {
+			before[i] = handledPuts(t, c)
+		}
+	}
+	r, err = benchkv.Run(context.Background(), cfg, d, nil)
+	if err != nil || r.Ops == 0 || r.Errors > uint64(cfg.Concurrency) || r.LongestStall > 200*time.Millisecond {
+		t.Fatalf("with member %d dead: %d ops, %d errors %q, longest stall %v: %v", victim, r.Ops, r.Errors, r.ErrorSamples, r.LongestStall, err)
+	}
+	for i, c := range clients {
+		if i == victim {
+			continue
+		}
+		if n := handledPuts(t, c) - before[i]; n < int(r.Ops)/4 {
+			t.Errorf("member %d answered %d of %d puts, want about half", i, n, r.Ops)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -50,6 +51,10 @@ func newBenchKVCmd() *cobra.Command {
 latency percentiles. Workloads: put, get (reads with -read-mode default, consistent or
 stale, after writing every key once unless -preload=false) and mixed (-read-share reads).
 The agent's address comes from -http-addr, else WOLKE_HTTP_ADDR, else CONSUL_HTTP_ADDR.
+Several agents, comma-separated (the servers of a cluster), share the workers'
+connections round-robin; a failed connection is replaced by one to the next agent, so
+the load moves off a server that died. The output's "longest stall" is the longest time
+in which no operation succeeded (for example while a new leader is elected).
 The same load against etcd: the bench module in the source tree (cd bench && go run . kv).`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 0 {
@@ -63,7 +68,7 @@ The same load against etcd: the bench module in the source tree (cd bench && go 
 					httpAddr = v
 				}
 			}
-			base, err := parseHTTPAddr(httpAddr)
+			bases, err := parseHTTPAddrs(httpAddr)
 			if err != nil {
 				return usageErrorf("-http-addr: %v", err)
 			}
@@ -73,10 +78,14 @@ The same load against etcd: the bench module in the source tree (cd bench && go 
 			conns := max(opts.Config.Concurrency, opts.Config.PreloadConcurrency)
 			var d benchkv.Driver
 			switch {
-			case client == "raw" && base.Scheme == "http":
-				d = newRawKV(base.Host, conns)
+			case client == "raw" && allHTTP(bases):
+				hosts := make([]string, len(bases))
+				for i, b := range bases {
+					hosts[i] = b.Host
+				}
+				d = newRawKV(hosts, conns)
 			case client == "raw" || client == "net/http":
-				d = newConsulKV(base, conns)
+				d = newConsulKV(bases, conns)
 			default:
 				return usageErrorf("-client %q: want raw or net/http", client)
 			}
@@ -89,9 +98,35 @@ The same load against etcd: the bench module in the source tree (cd bench && go 
 	gofs := flag.NewFlagSet("kv", flag.ContinueOnError)
 	opts.Register(gofs)
 	cmd.Flags().AddGoFlagSet(gofs)
-	cmd.Flags().StringVar(&httpAddr, "http-addr", defaultHTTPAddr, "agent HTTP API address: host:port or http://host:port")
+	cmd.Flags().StringVar(&httpAddr, "http-addr", defaultHTTPAddr, "agent HTTP API address (host:port or http://host:port), or several, comma-separated")
 	cmd.Flags().StringVar(&client, "client", "raw", "HTTP client: raw (a minimal HTTP/1.1 client, cheapest on a shared machine) or net/http (Go's Transport); https always uses net/http")
 	return cmd
+}
+
+// parseHTTPAddrs parses a comma-separated list of agent addresses (parseHTTPAddr).
+func parseHTTPAddrs(s string) ([]*url.URL, error) {
+	var bases []*url.URL
+	for a := range strings.SplitSeq(s, ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			return nil, fmt.Errorf("%q: empty address in the list", s)
+		}
+		u, err := parseHTTPAddr(a)
+		if err != nil {
+			return nil, err
+		}
+		bases = append(bases, u)
+	}
+	return bases, nil
+}
+
+func allHTTP(bases []*url.URL) bool {
+	for _, b := range bases {
+		if b.Scheme != "http" {
+			return false
+		}
+	}
+	return true
 }
 
 // parseHTTPAddr accepts Consul's forms of an agent address: host:port, http://host:port
@@ -120,19 +155,24 @@ func parseHTTPAddr(s string) (*url.URL, error) {
 // measures, so it stays lean: one Transport with an idle connection kept for every
 // worker, RoundTrip without http.Client (no redirects, cookies or timers), no
 // compression, and bodies drained into a shared discard so connections are reused.
+//
+// With several agents, requests go to each in turn (the Transport keeps a pool per
+// agent), and a request whose connection could not be dialled is sent to the next
+// agent, so a server that died costs only the requests it had in flight.
 type consulKV struct {
 	transport *http.Transport
-	scheme    string
-	host      string
+	bases     []*url.URL
+	next      atomic.Uint64
 	// header is shared by every request; RoundTrip does not modify requests.
 	header http.Header
 }
 
 var _ benchkv.Driver = (*consulKV)(nil)
 
-// newConsulKV keeps up to maxConns idle connections, which should be the largest number
-// of requests in flight at once: any fewer, and connections are closed and reopened.
-func newConsulKV(base *url.URL, maxConns int) *consulKV {
+// newConsulKV keeps up to maxConns idle connections per agent, which should be the
+// largest number of requests in flight at once: any fewer, and connections are closed
+// and reopened. bases holds at least one agent address from parseHTTPAddr.
+func newConsulKV(bases []*url.URL, maxConns int) *consulKV {
 	return &consulKV{
 		transport: &http.Transport{
 			// Benchmarks go straight to the agent, never through an environment proxy.
@@ -142,8 +182,7 @@ func newConsulKV(base *url.URL, maxConns int) *consulKV {
 			IdleConnTimeout:     90 * time.Second,
 			DisableCompression:  true,
 		},
-		scheme: base.Scheme,
-		host:   base.Host,
+		bases:  bases,
 		header: http.Header{},
 	}
 }
@@ -159,20 +198,36 @@ var readQuery = map[benchkv.ReadMode]string{
 var errAnswer = errors.New("unexpected answer")
 
 func (d *consulKV) request(ctx context.Context, method, key, query string, body []byte) (*http.Response, error) {
-	req := &http.Request{
-		Method:     method,
-		URL:        &url.URL{Scheme: d.scheme, Host: d.host, Path: "/v1/kv/" + key, RawQuery: query},
-		Proto:      "HTTP/1.1",
-		ProtoMajor: 1,
-		ProtoMinor: 1,
-		Header:     d.header,
-		Host:       d.host,
+	var err error
+	first := d.next.Add(1) - 1
+	for i := range uint64(len(d.bases)) {
+		base := d.bases[(first+i)%uint64(len(d.bases))]
+		req := &http.Request{
+			Method:     method,
+			URL:        &url.URL{Scheme: base.Scheme, Host: base.Host, Path: "/v1/kv/" + key, RawQuery: query},
+			Proto:      "HTTP/1.1",
+			ProtoMajor: 1,
+			ProtoMinor: 1,
+			Header:     d.header,
+			Host:       base.Host,
+		}
+		if body != nil {
+			req.Body = &bodyReader{Reader: bytes.NewReader(body)}
+			req.ContentLength = int64(len(body))
+		}
+		var resp *http.Response
+		if resp, err = d.transport.RoundTrip(req.WithContext(ctx)); err == nil || !isDialError(err) || ctx.Err() != nil {
+			return resp, err
+		}
+		// Nothing was sent: the request may go to the next agent.
 	}
-	if body != nil {
-		req.Body = &bodyReader{Reader: bytes.NewReader(body)}
-		req.ContentLength = int64(len(body))
-	}
-	return d.transport.RoundTrip(req.WithContext(ctx))
+	return nil, err
+}
+
+// isDialError reports whether err is a failure to connect, before a request was sent.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // bodyReader makes a request body with one allocation instead of two (NopCloser).

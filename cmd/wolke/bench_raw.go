@@ -12,6 +12,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/wolke-platform/wolke/pkg/benchkv"
@@ -24,22 +25,30 @@ import (
 // Transport costs about 40 µs per request here (its own goroutines and header maps),
 // this about a third of that. It speaks plain HTTP/1.1 and handles what real servers
 // send: Content-Length or chunked bodies, and "Connection: close".
+//
+// With several addresses (the servers of a cluster), each new connection goes to the
+// next address in turn, so the workers' connections spread evenly; a dial that fails
+// moves on to the next address at once. A connection that fails is closed and its
+// request reported as failed, and the worker's next request dials anew: the clients of
+// a server that died move to the others within one request each.
 type rawKV struct {
-	addr  string
-	host  string
+	addrs []string
+	next  atomic.Uint64
 	conns chan *rawConn
 }
 
 var _ benchkv.Driver = (*rawKV)(nil)
 
 type rawConn struct {
-	c   net.Conn
-	br  *bufio.Reader
-	req []byte
+	c    net.Conn
+	br   *bufio.Reader
+	req  []byte
+	host string // the address dialled, sent as Host
 }
 
-func newRawKV(host string, maxConns int) *rawKV {
-	return &rawKV{addr: host, host: host, conns: make(chan *rawConn, maxConns)}
+// newRawKV keeps up to maxConns idle connections to addrs (host:port each, at least one).
+func newRawKV(addrs []string, maxConns int) *rawKV {
+	return &rawKV{addrs: addrs, conns: make(chan *rawConn, maxConns)}
 }
 
 func (d *rawKV) get(ctx context.Context) (*rawConn, error) {
@@ -49,11 +58,19 @@ func (d *rawKV) get(ctx context.Context) (*rawConn, error) {
 	default:
 	}
 	var dialer net.Dialer
-	c, err := dialer.DialContext(ctx, "tcp", d.addr)
-	if err != nil {
-		return nil, err
+	var err error
+	first := d.next.Add(1) - 1
+	for i := range uint64(len(d.addrs)) {
+		addr := d.addrs[(first+i)%uint64(len(d.addrs))]
+		var c net.Conn
+		if c, err = dialer.DialContext(ctx, "tcp", addr); err == nil {
+			return &rawConn{c: c, br: bufio.NewReaderSize(c, 8192), req: make([]byte, 0, 1024), host: addr}, nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
 	}
-	return &rawConn{c: c, br: bufio.NewReaderSize(c, 8192), req: make([]byte, 0, 1024)}, nil
+	return nil, err
 }
 
 func (d *rawKV) put(c *rawConn) {
@@ -79,7 +96,7 @@ func (d *rawKV) do(ctx context.Context, method, path string, body []byte) (int, 
 	r = append(r, ' ')
 	r = append(r, path...)
 	r = append(r, " HTTP/1.1\r\nHost: "...)
-	r = append(r, d.host...)
+	r = append(r, c.host...)
 	if body != nil {
 		r = append(r, "\r\nContent-Length: "...)
 		r = strconv.AppendInt(r, int64(len(body)), 10)

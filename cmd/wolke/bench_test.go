@@ -19,6 +19,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/wolke-platform/wolke/pkg/benchkv"
 )
@@ -30,6 +31,7 @@ type fakeKV struct {
 	queries map[string]int // raw query of GETs -> count
 	fail    atomic.Bool    // answer 500 to everything
 	conns   atomic.Int64   // connections opened
+	reqs    atomic.Int64   // KV requests served
 }
 
 func newFakeKV(t *testing.T) (*fakeKV, *httptest.Server) {
@@ -52,6 +54,7 @@ func (kv *fakeKV) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	kv.reqs.Add(1)
 	if kv.fail.Load() {
 		http.Error(w, "rpc error: no leader\nsecond line", http.StatusInternalServerError)
 		return
@@ -105,10 +108,106 @@ func TestParseHTTPAddr(t *testing.T) {
 	}
 }
 
+func TestParseHTTPAddrs(t *testing.T) {
+	tests := []struct {
+		in, want, err string
+	}{
+		{in: "127.0.0.1:8500", want: "http://127.0.0.1:8500"},
+		{in: "127.0.0.1:1, https://[::1]:2,http://localhost:3", want: "http://127.0.0.1:1 https://[::1]:2 http://localhost:3"},
+		{in: "127.0.0.1:1,,127.0.0.1:2", err: "empty address"},
+		{in: "127.0.0.1:1,", err: "empty address"},
+		{in: "127.0.0.1:1,localhost", err: `"localhost": want host:port`},
+	}
+	for _, tt := range tests {
+		us, err := parseHTTPAddrs(tt.in)
+		var got []string
+		for _, u := range us {
+			got = append(got, u.String())
+		}
+		switch {
+		case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
+			t.Errorf("parseHTTPAddrs(%q) error = %v, want %q", tt.in, err, tt.err)
+		case tt.err == "" && (err != nil || strings.Join(got, " ") != tt.want):
+			t.Errorf("parseHTTPAddrs(%q) = %v, %v; want %s", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+// TestKVDriverSeveralAgents runs a load against two agents and an address where
+// nothing listens, then "kills" one agent in the middle of a second run: the workers'
+// requests spread over the live agents, and move to the survivor within a request or
+// two each.
+func TestKVDriverSeveralAgents(t *testing.T) {
+	drivers := map[string]func(bases []*url.URL) benchkv.Driver{
+		"net/http": func(bases []*url.URL) benchkv.Driver { return newConsulKV(bases, 8) },
+		"raw": func(bases []*url.URL) benchkv.Driver {
+			var hosts []string
+			for _, b := range bases {
+				hosts = append(hosts, b.Host)
+			}
+			return newRawKV(hosts, 8)
+		},
+	}
+	for name, newDriver := range drivers {
+		t.Run(name, func(t *testing.T) {
+			kvA, srvA := newFakeKV(t)
+			kvB, srvB := newFakeKV(t)
+			bases, err := parseHTTPAddrs(srvA.URL + "," + deadAddr(t) + "," + srvB.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := newDriver(bases)
+			defer d.Close()
+			cfg := benchkv.DefaultConfig()
+			cfg.Workload, cfg.Concurrency, cfg.Warmup, cfg.Duration, cfg.KeyCount = benchkv.WorkloadPut, 8, 0, 100*time.Millisecond, 100
+			r, err := benchkv.Run(context.Background(), cfg, d, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, b := kvA.reqs.Load(), kvB.reqs.Load()
+			if r.Errors != 0 || r.Ops == 0 || a < int64(r.Ops)/4 || b < int64(r.Ops)/4 {
+				t.Fatalf("%d ops, %d errors (%q); agents served %d and %d requests, want both a fair share and no errors", r.Ops, r.Errors, r.ErrorSamples, a, b)
+			}
+
+			// Kill A a third of the way into a run: no new connections, and the open
+			// ones reset.
+			cfg.Duration = 300 * time.Millisecond
+			var afterKill int64
+			kill := time.AfterFunc(100*time.Millisecond, func() {
+				srvA.Listener.Close()
+				srvA.CloseClientConnections()
+				afterKill = kvB.reqs.Load()
+			})
+			defer kill.Stop()
+			r, err = benchkv.Run(context.Background(), cfg, d, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			served := kvB.reqs.Load() - afterKill
+			if r.Errors > 2*8 || served < int64(r.Ops)/4 || r.LongestStall > 50*time.Millisecond {
+				t.Errorf("after the kill: %d errors (%q), B served %d of %d requests, longest stall %v",
+					r.Errors, r.ErrorSamples, served, r.Ops, r.LongestStall)
+			}
+		})
+	}
+}
+
+// deadAddr returns a loopback address where nothing listens.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
 func TestConsulKVDriver(t *testing.T) {
 	drivers := map[string]func(base *url.URL) benchkv.Driver{
-		"net/http": func(base *url.URL) benchkv.Driver { return newConsulKV(base, 4) },
-		"raw":      func(base *url.URL) benchkv.Driver { return newRawKV(base.Host, 4) },
+		"net/http": func(base *url.URL) benchkv.Driver { return newConsulKV([]*url.URL{base}, 4) },
+		"raw":      func(base *url.URL) benchkv.Driver { return newRawKV([]string{base.Host}, 4) },
 	}
 	for name, newDriver := range drivers {
 		t.Run(name, func(t *testing.T) { testKVDriver(t, newDriver) })
@@ -177,7 +276,7 @@ func TestConsulKVDriverRejectsFalse(t *testing.T) {
 	}))
 	defer srv.Close()
 	base, _ := parseHTTPAddr(srv.URL)
-	d := newConsulKV(base, 1)
+	d := newConsulKV([]*url.URL{base}, 1)
 	defer d.Close()
 	if err := d.Put(context.Background(), "k", []byte("v")); !errors.Is(err, errAnswer) || !strings.Contains(err.Error(), `"false"`) {
 		t.Fatalf("Put answered false: %v, want errAnswer", err)
@@ -317,7 +416,7 @@ func BenchmarkConsulKVDriver(b *testing.B) {
 		}
 	}()
 	base, _ := parseHTTPAddr(l.Addr().String())
-	d := newConsulKV(base, 1)
+	d := newConsulKV([]*url.URL{base}, 1)
 	defer d.Close()
 	value := bytes.Repeat([]byte("v"), 256)
 	ctx := context.Background()

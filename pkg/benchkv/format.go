@@ -54,6 +54,7 @@ func (r Result) Write(w io.Writer, f Format) error {
 //	etcd  put  c=64  value 256 B  10000 keys  10.00s
 //	ops      123456 ok  12345.6 ops/s  0 errors
 //	latency  p50 1.23ms  p90 2.10ms  p99 5.30ms  p99.9 9.10ms  max 12.0ms  mean 1.40ms
+//	stall    longest 13.2ms at 4.51s
 //	client   cpu 2.10s  17.0µs/op
 func (r Result) Text() string {
 	var b strings.Builder
@@ -81,6 +82,12 @@ func (r Result) Text() string {
 	if r.Put != nil && r.Get != nil {
 		writeStats("put", *r.Put)
 		writeStats("get", *r.Get)
+	}
+	switch {
+	case r.LongestStall > 0:
+		fmt.Fprintf(&b, "%-8s longest %s at %s\n", "stall", FormatLatency(r.LongestStall), FormatLatency(r.LongestStallAt))
+	case r.StallResolution > 0:
+		fmt.Fprintf(&b, "%-8s none longer than %s\n", "stall", FormatLatency(r.StallResolution))
 	}
 	if r.ClientCPU > 0 {
 		fmt.Fprintf(&b, "%-8s cpu %.2fs  %s/op\n", "client", r.ClientCPU.Seconds(), FormatLatency(r.ClientCPUPerOp))
@@ -126,15 +133,17 @@ func digitsAfterPoint(v float64) int {
 }
 
 // WriteTable writes results as a markdown table with one row per result, in order:
-// system (the label), workload, concurrency, ops/s, p50, p99, p99.9 and errors.
+// system (the label), workload, concurrency, ops/s, p50, p99, p99.9, errors and the
+// longest stall.
 func WriteTable(w io.Writer, results []Result) error {
 	var b strings.Builder
-	b.WriteString("| system | workload | c | ops/s | p50 | p99 | p99.9 | errors |\n")
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|\n")
+	b.WriteString("| system | workload | c | ops/s | p50 | p99 | p99.9 | errors | longest stall |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, r := range results {
-		fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %s | %s | %s | %d |\n",
+		fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %s | %s | %s | %d | %s |\n",
 			r.Label, r.describeWorkload(), r.Concurrency, r.OpsPerSec,
-			FormatLatency(r.Latency.P50), FormatLatency(r.Latency.P99), FormatLatency(r.Latency.P999), r.Errors)
+			FormatLatency(r.Latency.P50), FormatLatency(r.Latency.P99), FormatLatency(r.Latency.P999), r.Errors,
+			FormatLatency(r.LongestStall))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -72,6 +72,17 @@ type Result struct {
 	Put *OpStats `json:"put,omitempty"`
 	Get *OpStats `json:"get,omitempty"`
 
+	// LongestStall is the longest interval of the measured run in which no operation
+	// succeeded, across all workers: during a leader failover, the time from the last
+	// write before it to the first one after. LongestStallAt is when it began, from the
+	// start of measuring; a stall that begins after the workers stopped issuing (the
+	// last answers trickling in) is not counted. Both are accurate to StallResolution (100µs unless
+	// the run is longer than about 14 minutes); LongestStall is 0 when every interval
+	// of that width saw a success. See stall.go.
+	LongestStall    time.Duration `json:"longest_stall_ns"`
+	LongestStallAt  time.Duration `json:"longest_stall_at_ns"`
+	StallResolution time.Duration `json:"stall_resolution_ns,omitempty"`
+
 	// ErrorSamples holds up to 5 distinct error messages.
 	ErrorSamples []string `json:"error_samples,omitempty"`
 

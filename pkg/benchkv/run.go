@@ -124,9 +124,11 @@ func Run(ctx context.Context, cfg Config, d Driver, progress func(Snapshot)) (Re
 	defer cancelOps()
 	hang := time.AfterFunc(time.Until(end)+stopGrace, cancelOps)
 	defer hang.Stop()
+	// Workers stop by end+stopGrace; the second of margin covers their last answers.
+	stalls := newStallTracker(measureStart, cfg.Duration+stopGrace+time.Second)
 	var wg sync.WaitGroup
 	for _, w := range workers {
-		wg.Go(func() { w.loop(ctx, opCtx, cfg, d, keys, measureStart, end) })
+		wg.Go(func() { w.loop(ctx, opCtx, cfg, d, keys, measureStart, end, stalls) })
 	}
 	stopReporter := startReporter(cfg.ProgressInterval, progress, workers, func(now time.Time) (Phase, time.Duration, time.Duration) {
 		if now.Before(measureStart) {
@@ -145,7 +147,10 @@ func Run(ctx context.Context, cfg Config, d Driver, progress func(Snapshot)) (Re
 	markMeasureStart()
 	cpu := processCPU().sub(cpuStart)
 
-	r := newResult(cfg, workers, max(finished.Sub(measureStart), 0), cpu)
+	elapsed := max(finished.Sub(measureStart), 0)
+	r := newResult(cfg, workers, elapsed, cpu)
+	r.LongestStall, r.LongestStallAt = stalls.longest(cfg.Duration, elapsed)
+	r.StallResolution = stalls.resolution
 	if err := ctx.Err(); err != nil {
 		return r, err
 	}
@@ -155,7 +160,8 @@ func Run(ctx context.Context, cfg Config, d Driver, progress func(Snapshot)) (Re
 // loop is one worker's closed loop: issue an operation, wait for it, repeat, until end.
 // It takes one clock reading per operation: the end of one is the start of the next.
 // Operations run under opCtx; an error while ctx (the caller's) is done is not counted.
-func (w *worker) loop(ctx, opCtx context.Context, cfg Config, d Driver, keys []string, measureStart, end time.Time) {
+// Every success is marked in stalls, warm-up ones too (stalls ignores them).
+func (w *worker) loop(ctx, opCtx context.Context, cfg Config, d Driver, keys []string, measureStart, end time.Time, stalls *stallTracker) {
 	now := time.Now()
 	for now.Before(end) && opCtx.Err() == nil {
 		key := keys[w.rng.IntN(len(keys))]
@@ -175,6 +181,7 @@ func (w *worker) loop(ctx, opCtx context.Context, cfg Config, d Driver, keys []s
 		switch {
 		case err == nil || (read && errors.Is(err, ErrNotFound)):
 			w.ops.Add(1)
+			stalls.mark(done)
 			if measured {
 				if read {
 					w.get.Record(done.Sub(now))

@@ -281,7 +281,7 @@ func TestOptionsExecute(t *testing.T) {
 		wantOut func(t *testing.T, out string)
 	}{
 		{name: "text", format: FormatText, wantOut: func(t *testing.T, out string) {
-			for _, want := range []string{"etcd  put  c=4", "ops/s", "p99.9", "latency"} {
+			for _, want := range []string{"etcd  put  c=4", "ops/s", "p99.9", "latency", "stall "} {
 				if !strings.Contains(out, want) {
 					t.Errorf("text output lacks %q:\n%s", want, out)
 				}
@@ -331,7 +331,7 @@ func TestOptionsExecute(t *testing.T) {
 
 func TestWriteTable(t *testing.T) {
 	rs := []Result{
-		{Label: "wolke", Workload: WorkloadGet, ReadMode: ReadConsistent, Concurrency: 64,
+		{Label: "wolke", Workload: WorkloadGet, ReadMode: ReadConsistent, Concurrency: 64, LongestStall: 1234 * time.Millisecond,
 			OpStats: OpStats{OpsPerSec: 12345.4, Errors: 2, Latency: Latency{P50: 1500 * time.Microsecond, P99: 12 * time.Millisecond, P999: 2 * time.Second}}},
 		{Label: "etcd", Workload: WorkloadPut, Concurrency: 1, OpStats: OpStats{OpsPerSec: 512, Latency: Latency{P50: 850 * time.Microsecond}}},
 	}
@@ -339,10 +339,10 @@ func TestWriteTable(t *testing.T) {
 	if err := WriteTable(&b, rs); err != nil {
 		t.Fatal(err)
 	}
-	want := `| system | workload | c | ops/s | p50 | p99 | p99.9 | errors |
-|---|---|--:|--:|--:|--:|--:|--:|
-| wolke | get (consistent) | 64 | 12345 | 1.50ms | 12.0ms | 2.00s | 2 |
-| etcd | put | 1 | 512 | 850µs | 0.00µs | 0.00µs | 0 |
+	want := `| system | workload | c | ops/s | p50 | p99 | p99.9 | errors | longest stall |
+|---|---|--:|--:|--:|--:|--:|--:|--:|
+| wolke | get (consistent) | 64 | 12345 | 1.50ms | 12.0ms | 2.00s | 2 | 1.23s |
+| etcd | put | 1 | 512 | 850µs | 0.00µs | 0.00µs | 0 | 0.00µs |
 `
 	if b.String() != want {
 		t.Errorf("table:\n%s\nwant:\n%s", b.String(), want)
