@@ -49,6 +49,10 @@ func (a *Agent) Forward(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusInternalServerError, "No cluster leader")
 		return
 	}
+	if r.Method == http.MethodPut && r.URL.Path == "/v1/snapshot" {
+		a.forwardStream(w, r, hops)
+		return
+	}
 	limit := a.cfg.HTTP.MaxValueBytes + 64<<10
 	if r.ContentLength > limit {
 		httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("Request body (%d bytes) too large, max size: %d bytes", r.ContentLength, limit))
@@ -110,6 +114,40 @@ func (a *Agent) Forward(w http.ResponseWriter, r *http.Request) {
 			httpError(w, http.StatusServiceUnavailable, "Agent is shutting down")
 			return
 		case <-time.After(time.Duration(10+rand.IntN(20)) * time.Millisecond):
+		}
+	}
+}
+
+// forwardStream forwards a request whose body is too large to hold (a snapshot
+// restore) by streaming it, once: it waits for a leader like Forward, but cannot retry
+// after it started sending.
+func (a *Agent) forwardStream(w http.ResponseWriter, r *http.Request, hops int) {
+	ctx := r.Context()
+	giveUp := time.Now().Add(a.cfg.LeaderWait)
+	for {
+		if a.Local(true, httpapi.Default) {
+			a.http.Handler().ServeHTTP(w, r)
+			return
+		}
+		if target := a.forwardTarget(); target != "" {
+			fr := r.Clone(ctx)
+			fr.Header.Set(hopHeader, strconv.Itoa(hops+1))
+			resp, err := a.forwarder.DoStream(ctx, target, fr, r.Body, r.ContentLength)
+			if err != nil {
+				httpError(w, http.StatusInternalServerError, "Forwarding to the leader failed: "+err.Error())
+				return
+			}
+			copyResponse(w, resp)
+			return
+		}
+		if time.Now().After(giveUp) {
+			httpError(w, http.StatusInternalServerError, "No cluster leader")
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"reflect"
@@ -341,5 +342,41 @@ func TestSnapshotEndpointLimitsAndMethods(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "GET, PUT" {
 		t.Fatalf("POST: %d, Allow %q", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+}
+
+// TestLargeSnapshotRestoreThroughFollower: a restore bigger than a KV body limit sent
+// to a follower is streamed to the leader, not refused.
+func TestLargeSnapshotRestoreThroughFollower(t *testing.T) {
+	servers := startThreeServers(t, "big")
+	kv := clientFor(t, leaderOf(servers)).KV()
+	src := rand.NewChaCha8([32]byte{1})
+	for i := range 80 { // 80 × 16 KiB: well above the 576 KiB forwarding buffer
+		val := make([]byte, 16<<10)
+		src.Read(val) // incompressible, so the archive stays big
+		if _, err := kv.Put(&api.KVPair{Key: fmt.Sprintf("big/%02d", i), Value: val}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, _ := kvDump(t, leaderOf(servers), nil)
+	req, _ := http.NewRequest(http.MethodGet, "http://"+leaderOf(servers).HTTPAddr()+"/v1/snapshot", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(archive) < 700<<10 {
+		t.Fatalf("save: %d, %d bytes", resp.StatusCode, len(archive))
+	}
+	if _, err := kv.DeleteTree("big/", nil); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := putSnapshot(t, followerOf(servers), archive); code != 200 {
+		t.Fatalf("restore through a follower: %d %s", code, body)
+	}
+	got, _ := kvDump(t, leaderOf(servers), nil)
+	if dumpString(got) != dumpString(want) {
+		t.Fatalf("after restore %d keys, want %d", len(got), len(want))
 	}
 }

@@ -10,7 +10,24 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 )
+
+// walStore closes raft-wal's metadata database too: WAL.Close (v0.4.0) leaves it
+// open, and its file lock would block the next open of the same data dir in this
+// process forever.
+type walStore struct {
+	*wal.WAL
+	meta *metadb.BoltMetaDB
+}
+
+func (s *walStore) Close() error {
+	err := s.WAL.Close()
+	if merr := s.meta.Close(); err == nil {
+		err = merr
+	}
+	return err
+}
 
 // logStore is the durable Raft log plus Raft's small stable store (term, vote).
 type logStore interface {
@@ -38,11 +55,13 @@ func openLogStore(cfg Config, dir string, logger *slog.Logger) (logStore, error)
 		if err := os.MkdirAll(walDir, 0o700); err != nil {
 			return nil, fmt.Errorf("consensus: create %s: %w", walDir, err)
 		}
-		w, err := wal.Open(walDir, wal.WithLogger(hclogFor(logger, "raft-wal")))
+		meta := &metadb.BoltMetaDB{}
+		w, err := wal.Open(walDir, wal.WithLogger(hclogFor(logger, "raft-wal")), wal.WithMetaStore(meta))
 		if err != nil {
+			meta.Close()
 			return nil, fmt.Errorf("consensus: open wal log store: %w", err)
 		}
-		return w, nil
+		return &walStore{WAL: w, meta: meta}, nil
 	}
 	b, err := raftboltdb.New(raftboltdb.Options{Path: boltPath})
 	if err != nil {

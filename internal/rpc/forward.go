@@ -3,6 +3,7 @@ package rpc
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"time"
@@ -48,6 +49,21 @@ func (f *Forwarder) Do(ctx context.Context, addr string, r *http.Request, body [
 	if body == nil {
 		req.Body = http.NoBody
 	}
+	return f.client.Do(req)
+}
+
+// DoStream is Do with a body that is streamed rather than held in memory (a snapshot
+// restore); it cannot be retried by the caller.
+func (f *Forwarder) DoStream(ctx context.Context, addr string, r *http.Request, body io.Reader, length int64) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, r.Method, "http://"+addr+r.URL.RequestURI(), body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header = r.Header.Clone()
+	for _, h := range hopHeaders {
+		req.Header.Del(h)
+	}
+	req.ContentLength = length
 	return f.client.Do(req)
 }
 
