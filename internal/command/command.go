@@ -25,6 +25,8 @@ const (
 	KVS Type = 1
 	// TombstoneReap forgets old deletions: a TombstoneReapRequest.
 	TombstoneReap Type = 2
+	// Session creates or destroys a session: a SessionRequest.
+	Session Type = 3
 )
 
 // IgnoreUnknown, set on a type, lets a binary that does not know the type skip the entry
@@ -37,6 +39,8 @@ func (t Type) String() string {
 		return "kvs"
 	case TombstoneReap:
 		return "tombstone-reap"
+	case Session:
+		return "session"
 	}
 	return fmt.Sprintf("type-%d", uint8(t))
 }
@@ -51,13 +55,36 @@ const (
 	KVDelete     KVSOp = "delete"
 	KVDeleteCAS  KVSOp = "delete-cas"
 	KVDeleteTree KVSOp = "delete-tree"
+	KVLock       KVSOp = "lock"
+	KVUnlock     KVSOp = "unlock"
 )
 
 // KVSRequest writes one key (or a tree for delete-tree). For cas and delete-cas,
-// Entry.ModifyIndex holds the index to compare with (0: create only).
+// Entry.ModifyIndex holds the index to compare with (0: create only); for lock and
+// unlock, Entry.Session names the session. Now is the leader's clock when it proposed
+// the write (Unix nanoseconds), so lock-delay checks give the same answer on every
+// server.
 type KVSRequest struct {
 	Op    KVSOp
 	Entry state.KVEntry
+	Now   int64
+}
+
+// SessionOp is the verb of a Session command.
+type SessionOp string
+
+// The session verbs.
+const (
+	SessionCreate  SessionOp = "create"
+	SessionDestroy SessionOp = "destroy"
+)
+
+// SessionRequest creates a session, or destroys (invalidates) the session with
+// Session.ID. Now, as in KVSRequest, starts the lock-delay of released keys.
+type SessionRequest struct {
+	Op      SessionOp
+	Session state.Session
+	Now     int64
 }
 
 // TombstoneReapRequest forgets deletions at or below UpTo.

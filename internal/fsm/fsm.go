@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -73,6 +74,12 @@ func (f *FSM) apply(tx *state.Txn, idx uint64, data []byte) any {
 			return err
 		}
 		return applyKVS(tx, idx, &req)
+	case command.Session:
+		var req command.SessionRequest
+		if err := command.DecodeBody(body, &req); err != nil {
+			return err
+		}
+		return applySession(tx, idx, &req)
 	case command.TombstoneReap:
 		var req command.TombstoneReapRequest
 		if err := command.DecodeBody(body, &req); err != nil {
@@ -108,6 +115,10 @@ func applyKVS(tx *state.Txn, idx uint64, req *command.KVSRequest) any {
 		ok, err = tx.KVDeleteCAS(idx, e.ModifyIndex, e.Key)
 	case command.KVDeleteTree:
 		err = tx.KVDeleteTree(idx, e.Key)
+	case command.KVLock:
+		ok, err = tx.KVLock(idx, e, time.Unix(0, req.Now))
+	case command.KVUnlock:
+		ok, err = tx.KVUnlock(idx, e)
 	default:
 		err = fmt.Errorf("%w %q", ErrUnknownOp, req.Op)
 	}
@@ -115,6 +126,22 @@ func applyKVS(tx *state.Txn, idx uint64, req *command.KVSRequest) any {
 		return err
 	}
 	return ok
+}
+
+func applySession(tx *state.Txn, idx uint64, req *command.SessionRequest) any {
+	var err error
+	switch req.Op {
+	case command.SessionCreate:
+		err = tx.SessionCreate(idx, &req.Session)
+	case command.SessionDestroy:
+		err = tx.SessionDestroy(idx, req.Session.ID, time.Unix(0, req.Now))
+	default:
+		err = fmt.Errorf("%w %q", ErrUnknownOp, req.Op)
+	}
+	if err != nil {
+		return err
+	}
+	return true
 }
 
 // Snapshot captures the state for Raft; Persist runs concurrently with further applies.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -147,5 +148,42 @@ func TestSnapshotRejectsCorruption(t *testing.T) {
 				t.Fatal("failed restore changed the store")
 			}
 		})
+	}
+}
+
+func TestSessionsAndLocksSurviveSnapshot(t *testing.T) {
+	src := newFSM(t)
+	now := time.Now().UnixNano()
+	res := src.ApplyBatch([]*raft.Log{
+		logOf(t, 1, command.Session, &command.SessionRequest{Op: command.SessionCreate,
+			Session: state.Session{ID: "s1", Node: "n1", Behavior: state.BehaviorDelete, LockDelay: time.Second, TTL: "10s"}}),
+		logOf(t, 2, command.KVS, &command.KVSRequest{Op: command.KVLock, Entry: state.KVEntry{Key: "lead", Value: []byte("me"), Session: "s1"}, Now: now}),
+		logOf(t, 3, command.KVS, &command.KVSRequest{Op: command.KVLock, Entry: state.KVEntry{Key: "other", Session: "nope"}, Now: now}),
+	})
+	if res[0] != true || res[1] != true {
+		t.Fatalf("results %v", res)
+	}
+	if err, ok := res[2].(error); !ok || !errors.Is(err, state.ErrSessionNotFound) {
+		t.Fatalf("lock with an unknown session: %v", res[2])
+	}
+	var buf bytes.Buffer
+	snap := src.Store().Snapshot()
+	if err := WriteSnapshot(&buf, snap); err != nil {
+		t.Fatal(err)
+	}
+	snap.Close()
+	dst := newFSM(t)
+	if err := ReadSnapshot(&buf, dst.Store()); err != nil {
+		t.Fatal(err)
+	}
+	_, sess, _ := dst.Store().SessionGet(nil, "s1")
+	_, e, _ := dst.Store().KVGet(nil, "lead")
+	if sess == nil || sess.Behavior != state.BehaviorDelete || sess.TTL != "10s" || e == nil || e.Session != "s1" || e.LockIndex != 1 {
+		t.Fatalf("restored session %+v, key %+v", sess, e)
+	}
+	// The restored session still governs its key: destroying it deletes the key.
+	dst.ApplyBatch([]*raft.Log{logOf(t, 4, command.Session, &command.SessionRequest{Op: command.SessionDestroy, Session: state.Session{ID: "s1"}, Now: now})})
+	if _, e, _ := dst.Store().KVGet(nil, "lead"); e != nil {
+		t.Fatalf("ephemeral key survived its session: %+v", e)
 	}
 }

@@ -25,6 +25,7 @@ const (
 	recordKV        recordType = 1
 	recordTombstone recordType = 2
 	recordIndex     recordType = 3
+	recordSession   recordType = 4
 )
 
 // ErrCorrupt means a snapshot stream is not a complete wolke snapshot.
@@ -67,6 +68,9 @@ func WriteSnapshot(w io.Writer, snap *state.Snapshot) error {
 	}
 	if err == nil {
 		err = snap.Tombstones(func(ts state.Tombstone) error { return write(recordTombstone, &ts) })
+	}
+	if err == nil {
+		err = snap.Sessions(func(sess *state.Session) error { return write(recordSession, sess) })
 	}
 	if err == nil {
 		if err = enc.Encode(uint8(recordEnd)); err == nil {
@@ -119,6 +123,11 @@ func ReadSnapshot(r io.Reader, store *state.Store) error {
 			var ts state.Tombstone
 			if err = dec.Decode(&ts); err == nil {
 				err = restore.Tombstone(ts)
+			}
+		case recordSession:
+			var sess state.Session
+			if err = dec.Decode(&sess); err == nil {
+				err = restore.Session(&sess)
 			}
 		case recordIndex:
 			var ti state.TableIndex

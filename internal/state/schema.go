@@ -11,6 +11,7 @@ const (
 	tableKVs        = "kvs"
 	tableTombstones = "tombstones"
 	tableIndex      = "index"
+	tableSessions   = "sessions"
 )
 
 // indexEntry records the highest Raft index that changed a table.
@@ -34,6 +35,13 @@ func schema() *memdb.DBSchema {
 				Name: tableTombstones,
 				Indexes: map[string]*memdb.IndexSchema{
 					"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
+				},
+			},
+			tableSessions: {
+				Name: tableSessions,
+				Indexes: map[string]*memdb.IndexSchema{
+					"id":   {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
+					"node": {Name: "node", Indexer: &memdb.StringFieldIndex{Field: "Node"}},
 				},
 			},
 			tableIndex: {

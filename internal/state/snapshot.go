@@ -23,6 +23,11 @@ func (sn *Snapshot) KVs(fn func(*KVEntry) error) error {
 	return each(sn.tx, tableKVs, func(raw any) error { return fn(raw.(*KVEntry)) })
 }
 
+// Sessions calls fn for every session.
+func (sn *Snapshot) Sessions(fn func(*Session) error) error {
+	return each(sn.tx, tableSessions, func(raw any) error { return fn(raw.(*Session)) })
+}
+
 // Tombstone is a remembered deletion, as it travels in snapshots.
 type Tombstone struct {
 	Key   string
@@ -88,6 +93,15 @@ func (r *Restore) KV(e *KVEntry) error {
 		return fmt.Errorf("state: restore %q: %w", e.Key, err)
 	}
 	return bumpIndex(r.tx, tableKVs, e.ModifyIndex)
+}
+
+// Session adds a session as it is.
+func (r *Restore) Session(sess *Session) error {
+	c := *sess
+	if err := r.tx.Insert(tableSessions, &c); err != nil {
+		return fmt.Errorf("state: restore session %q: %w", sess.ID, err)
+	}
+	return nil
 }
 
 // Tombstone adds a remembered deletion.

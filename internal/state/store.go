@@ -10,8 +10,9 @@ import (
 // Store holds the replicated state. Reads are safe from any goroutine; writes come only
 // from the Raft FSM (one goroutine), through WriteTxn or a Restore.
 type Store struct {
-	cur atomic.Pointer[generation]
-	kvw *kvWatch
+	cur       atomic.Pointer[generation]
+	kvw       *kvWatch
+	lockDelay *lockDelay
 }
 
 // generation is one memdb and the channel that closes when a snapshot restore replaces
@@ -27,7 +28,7 @@ func New() (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{kvw: newKVWatch()}
+	s := &Store{kvw: newKVWatch(), lockDelay: newLockDelay()}
 	s.cur.Store(g)
 	return s, nil
 }
