@@ -46,6 +46,8 @@ type Agent struct {
 	leaveCh   chan struct{}
 	leaveOnce sync.Once
 
+	sessionTTL sessionTimers
+
 	// memberChanged is signalled (lossy, buffered 1) on every gossip membership change.
 	memberChanged chan struct{}
 
@@ -79,6 +81,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a.nodeID = id
 	a.registry = prometheus.NewRegistry()
+	a.sessionTTL.expire = a.expireSession
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return a, nil
 }
@@ -372,6 +375,7 @@ func (a *Agent) shutdown(ctx context.Context) error {
 	if a.mux != nil {
 		keep(a.mux.Close())
 	}
+	a.sessionTTL.stopAll()
 	a.logger.Info("agent stopped")
 	return err
 }

@@ -26,6 +26,12 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 // loopback ports, joining join when given.
 func startClusterAgent(t testing.TB, name string, expect int, join string) *Agent {
 	t.Helper()
+	return startClusterAgentWith(t, name, expect, join, nil)
+}
+
+// startClusterAgentWith is startClusterAgent with a last word on the config.
+func startClusterAgentWith(t testing.TB, name string, expect int, join string, mutate func(*Config)) *Agent {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.NodeName = name
 	cfg.Server = expect > 0
@@ -41,6 +47,9 @@ func startClusterAgent(t testing.TB, name string, expect int, join string) *Agen
 	cfg.Raft.HeartbeatTimeout, cfg.Raft.ElectionTimeout, cfg.Raft.LeaderLeaseTimeout = 100*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond
 	if join != "" {
 		cfg.Join = []string{join}
+	}
+	if mutate != nil {
+		mutate(&cfg)
 	}
 	a, err := New(cfg)
 	if err != nil {

@@ -53,6 +53,8 @@ type Config struct {
 	LeaderWait time.Duration
 	// TombstoneTTL is how long deletions are remembered for blocking queries.
 	TombstoneTTL time.Duration
+	// SessionTTLMin is the shortest session TTL accepted (Consul's 10s; tests lower it).
+	SessionTTLMin time.Duration
 
 	Raft consensus.Config
 	HTTP httpapi.Config
@@ -80,6 +82,7 @@ func DefaultConfig() Config {
 		ReconcileInterval: 10 * time.Second,
 		LeaderWait:        7 * time.Second,
 		TombstoneTTL:      15 * time.Minute,
+		SessionTTLMin:     10 * time.Second,
 		Raft:              consensus.DefaultConfig(),
 		HTTP:              httpapi.DefaultConfig(),
 		Version:           "dev",
@@ -120,6 +123,9 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
 		return fmt.Errorf("HTTP address %q: %v", c.HTTP.Addr, err)
+	}
+	if c.SessionTTLMin <= 0 {
+		return errors.New("the minimum session TTL must be positive")
 	}
 	if c.LeaderWait <= 0 || c.TombstoneTTL <= 0 || c.ReconcileInterval <= 0 || c.RetryInterval <= 0 {
 		return errors.New("leader wait, tombstone TTL, reconcile and retry intervals must be positive")

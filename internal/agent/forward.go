@@ -84,6 +84,9 @@ func (a *Agent) Forward(w http.ResponseWriter, r *http.Request) {
 			trace := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { sent = true }}
 			fr := r.Clone(httptrace.WithClientTrace(ctx, trace))
 			fr.Header.Set(hopHeader, strconv.Itoa(hops+1))
+			if fr.Header.Get(originHeader) == "" {
+				fr.Header.Set(originHeader, a.cfg.NodeName)
+			}
 			resp, err := a.forwarder.Do(fr.Context(), target, fr, body)
 			if err == nil {
 				copyResponse(w, resp)

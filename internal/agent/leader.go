@@ -28,11 +28,17 @@ func (a *Agent) serverDuties() {
 		}
 		if a.node.ReadReady() {
 			a.reconcile()
+			a.invalidateSessionsOfFailedNodes()
 		}
 		select {
 		case <-a.stopCh:
 			return
-		case <-a.node.LeaderChanges():
+		case leader := <-a.node.LeaderChanges():
+			if leader {
+				a.armAllSessions()
+			} else {
+				a.sessionTTL.stopAll()
+			}
 		case <-a.memberChanged:
 		case <-tick.C:
 		}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/wolke-platform/wolke/internal/consensus"
+	"github.com/wolke-platform/wolke/internal/state"
 )
 
 // httpError is an error with the status code and one-line reason the client sees.
@@ -49,6 +50,8 @@ var errorMap = []struct {
 	{consensus.ErrTimeout, http.StatusServiceUnavailable, "Timed out waiting for the cluster to accept the write"},
 	{consensus.ErrShutdown, http.StatusServiceUnavailable, "Agent is shutting down"},
 	{errPermissionDenied, http.StatusForbidden, "Permission denied"},
+	{state.ErrSessionNotFound, http.StatusBadRequest, "Invalid session: it does not exist or was invalidated"},
+	{state.ErrSessionExists, http.StatusConflict, "Session ID already in use"},
 }
 
 var errPermissionDenied = errors.New("permission denied")

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/wolke-platform/wolke/internal/command"
@@ -229,13 +230,24 @@ func (s *Server) kvPut(w http.ResponseWriter, r *http.Request, q url.Values, key
 	if err := conflicting(q, "cas", "acquire", "release"); err != nil {
 		return err
 	}
-	if has(q, "acquire") || has(q, "release") {
-		return badRequest("Locks (?acquire, ?release) need sessions, which this agent does not support yet")
-	}
 	if !s.auth.KeyWrite(token, key) {
 		return errPermissionDenied
 	}
 	req := command.KVSRequest{Op: command.KVSet, Entry: state.KVEntry{Key: key}}
+	for _, l := range []struct {
+		param string
+		op    command.KVSOp
+	}{{"acquire", command.KVLock}, {"release", command.KVUnlock}} {
+		if has(q, l.param) {
+			id := q.Get(l.param)
+			if id == "" {
+				return badRequest("Missing session ID for ?%s", l.param)
+			}
+			// The leader's clock decides lock-delay; the stamp travels in the entry
+			// so every server decides the same.
+			req.Op, req.Entry.Session, req.Now = l.op, id, time.Now().UnixNano()
+		}
+	}
 	flags, _, err := parseUintParam(q, "flags")
 	if err != nil {
 		return err

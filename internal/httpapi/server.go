@@ -206,6 +206,11 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		s.agentJoin(w, r, p[len("/v1/agent/join/"):])
 	case strings.HasPrefix(p, "/v1/agent/force-leave/"):
 		s.agentForceLeave(w, r, p[len("/v1/agent/force-leave/"):])
+	case strings.HasPrefix(p, "/v1/session/"):
+		if s.forwarded(w, r) {
+			return
+		}
+		s.session(w, r, p[len("/v1/session/"):])
 	case p == "/v1/snapshot":
 		if s.forwarded(w, r) {
 			return
