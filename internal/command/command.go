@@ -27,6 +27,8 @@ const (
 	TombstoneReap Type = 2
 	// Session creates or destroys a session: a SessionRequest.
 	Session Type = 3
+	// Txn applies several KV operations atomically: a TxnRequest.
+	Txn Type = 4
 )
 
 // IgnoreUnknown, set on a type, lets a binary that does not know the type skip the entry
@@ -41,6 +43,8 @@ func (t Type) String() string {
 		return "tombstone-reap"
 	case Session:
 		return "session"
+	case Txn:
+		return "txn"
 	}
 	return fmt.Sprintf("type-%d", uint8(t))
 }
@@ -85,6 +89,19 @@ type SessionRequest struct {
 	Op      SessionOp
 	Session state.Session
 	Now     int64
+}
+
+// TxnRequest applies Ops all or nothing. Now is the leader's proposal time.
+type TxnRequest struct {
+	Ops []state.TxnOp
+	Now int64
+}
+
+// TxnResponse is the state machine's answer to a TxnRequest: results when it applied,
+// errors (and nothing applied) when an operation failed.
+type TxnResponse struct {
+	Results []state.TxnResult
+	Errors  []state.TxnError
 }
 
 // TombstoneReapRequest forgets deletions at or below UpTo.

@@ -49,15 +49,48 @@ func (f *FSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	out := make([]any, len(logs))
 	tx := f.store.WriteTxn()
-	defer tx.Abort()
+	defer func() { tx.Abort() }()
 	for i, l := range logs {
 		if l.Type != raft.LogCommand {
+			continue
+		}
+		if isTxn(l.Data) {
+			// A transaction must be able to roll back alone: it gets a store
+			// transaction of its own, between the batch's parts before and after it.
+			tx.Commit()
+			out[i] = f.applyTxn(l.Index, l.Data)
+			tx = f.store.WriteTxn()
 			continue
 		}
 		out[i] = f.apply(tx, l.Index, l.Data)
 	}
 	tx.Commit()
 	return out
+}
+
+func isTxn(data []byte) bool {
+	typ, _, err := command.Split(data)
+	return err == nil && typ == command.Txn
+}
+
+// applyTxn applies a TxnRequest all or nothing.
+func (f *FSM) applyTxn(idx uint64, data []byte) any {
+	_, body, _ := command.Split(data)
+	var req command.TxnRequest
+	if err := command.DecodeBody(body, &req); err != nil {
+		return err
+	}
+	tx := f.store.WriteTxn()
+	defer tx.Abort()
+	results, errs, err := tx.KVTxn(idx, req.Ops, time.Unix(0, req.Now))
+	if err != nil {
+		return err
+	}
+	if len(errs) > 0 {
+		return &command.TxnResponse{Errors: errs}
+	}
+	tx.Commit()
+	return &command.TxnResponse{Results: results}
 }
 
 func (f *FSM) apply(tx *state.Txn, idx uint64, data []byte) any {

@@ -206,6 +206,11 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		s.agentJoin(w, r, p[len("/v1/agent/join/"):])
 	case strings.HasPrefix(p, "/v1/agent/force-leave/"):
 		s.agentForceLeave(w, r, p[len("/v1/agent/force-leave/"):])
+	case p == "/v1/txn":
+		if s.forwarded(w, r) {
+			return
+		}
+		s.txn(w, r)
 	case strings.HasPrefix(p, "/v1/session/"):
 		if s.forwarded(w, r) {
 			return
@@ -221,6 +226,10 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.operatorRaft(w, r, p[len("/v1/operator/raft/"):])
+	case strings.HasPrefix(p, "/v1/event/fire/"):
+		s.eventFire(w, r, p[len("/v1/event/fire/"):])
+	case p == "/v1/event/list":
+		s.get(w, r, s.eventList)
 	case p == "/v1/agent/metrics" || p == "/metrics":
 		s.get(w, r, s.agentMetrics)
 	case strings.HasPrefix(p, "/debug/pprof/") && s.cfg.EnableDebug:
