@@ -29,11 +29,15 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	wolkeBin = filepath.Join(dir, "wolke")
-	build := exec.Command("go", "build", "-o", wolkeBin, "../../cmd/wolke")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build wolke:", err)
-		os.Exit(1)
+	if bin := os.Getenv("WOLKE_BIN"); bin != "" {
+		wolkeBin = bin // a binary built elsewhere, e.g. from another commit
+	} else {
+		build := exec.Command("go", "build", "-o", wolkeBin, "../../cmd/wolke")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build wolke:", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -58,6 +62,7 @@ type proc struct {
 	httpAddr string
 	cmd      *exec.Cmd
 	logs     *syncBuffer
+	logFile  io.Writer // if set, the output of every run is appended here too
 	done     chan struct{}
 }
 
@@ -93,16 +98,26 @@ func startServer(t testing.TB, dataDir string, extra ...string) *proc {
 
 func (p *proc) start() {
 	p.t.Helper()
+	p.launch()
+	p.waitReady()
+}
+
+// launch starts the process without waiting for it to accept writes.
+func (p *proc) launch() {
+	p.t.Helper()
 	p.logs = &syncBuffer{}
 	p.cmd = exec.Command(wolkeBin, p.args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	var out io.Writer = p.logs
+	if p.logFile != nil {
+		out = io.MultiWriter(p.logs, p.logFile)
+	}
+	p.cmd.Stdout, p.cmd.Stderr = out, out
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
 	p.done = make(chan struct{})
 	go func() { p.cmd.Wait(); close(p.done) }()
 	p.t.Cleanup(p.kill)
-	p.waitReady()
 }
 
 // waitReady polls until the agent accepts a write (it has a leader).
