@@ -30,6 +30,10 @@ cleanup() {
 
 log() { echo "$me: $*" >&2; }
 
+# loadavg prints the 1, 5 and 15 minute load averages: other work on the machine
+# shares its cores with the clusters under test.
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
 # free_port prints a loopback port that nothing listens on and that no earlier call
 # returned, below Linux's range of ephemeral ports (32768 and up), where an outgoing
 # connection could hold it.
@@ -68,7 +72,7 @@ wait_for() {
 
 # build compiles wolke and the etcd bench into $tmp.
 build() {
-	log "building in $tmp"
+	log "building in $tmp; load average $(loadavg)"
 	(cd "$root" && go build -o "$tmp/wolke" ./cmd/wolke)
 	(cd "$root/bench" && go build -o "$tmp/bench-etcd" .)
 	if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then

@@ -86,4 +86,5 @@ done
 if [[ -n ${RESULTS:-} ]]; then
 	cp "$results" "$RESULTS"
 fi
+log "done; load average $(loadavg)"
 "$tmp/bench-etcd" table "$results"

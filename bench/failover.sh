@@ -95,6 +95,8 @@ for n in $(seq "$TRIALS"); do
 	done
 done
 
+log "done; load average $(loadavg)"
+
 # The table: one row per system, every trial's stall and the median.
 header="| system |" rule="|---|"
 for n in $(seq "$TRIALS"); do
