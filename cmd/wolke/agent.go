@@ -86,7 +86,6 @@ the Raft configuration) and stops: in-flight requests finish first.`,
 	f.IntVar(&cfg.ServerPort, "server-port", cfg.ServerPort, "port for server RPC (Raft)")
 	f.StringVar(&cfg.NodeName, "node", cfg.NodeName, "name of this node")
 	f.StringVar(&cfg.Datacenter, "datacenter", cfg.Datacenter, "datacenter name")
-	f.StringVar(&cfg.Raft.LogStore, "raft-log-store", cfg.Raft.LogStore, "Raft log engine: boltdb or wal (a data dir keeps the engine it was created with)")
 	f.Uint64Var(&cfg.Raft.SnapshotThreshold, "snapshot-threshold", cfg.Raft.SnapshotThreshold, "log entries since the last snapshot that trigger a new one")
 	f.DurationVar(&cfg.Raft.SnapshotInterval, "snapshot-interval", cfg.Raft.SnapshotInterval, "how often to check whether a snapshot is due")
 	f.Uint64Var(&cfg.Raft.TrailingLogs, "trailing-logs", cfg.Raft.TrailingLogs, "log entries kept after a snapshot, for followers catching up")

@@ -20,6 +20,7 @@ import (
 
 	"github.com/wolke-platform/wolke/internal/command"
 	"github.com/wolke-platform/wolke/internal/consensus"
+	"github.com/wolke-platform/wolke/internal/eventlog"
 	"github.com/wolke-platform/wolke/internal/fsm"
 	"github.com/wolke-platform/wolke/internal/httpapi"
 	"github.com/wolke-platform/wolke/internal/membership"
@@ -42,6 +43,8 @@ type Agent struct {
 	// forwarder passes requests to the leader (or, from a client, to a server).
 	forwarder *rpc.Forwarder
 	pool      *membership.Pool
+	// events holds the user events this agent received (events.go).
+	events *eventlog.Log
 
 	leaveCh   chan struct{}
 	leaveOnce sync.Once
@@ -80,6 +83,9 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a.nodeID = id
+	if a.events, err = newEventLog(cfg); err != nil {
+		return nil, err
+	}
 	a.registry = prometheus.NewRegistry()
 	a.sessionTTL.expire = a.expireSession
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -242,6 +248,8 @@ func (a *Agent) dispatchEvents() {
 				case a.memberChanged <- struct{}{}:
 				default:
 				}
+			} else {
+				a.receiveEvent(e.User)
 			}
 		}
 	}
@@ -433,7 +441,10 @@ func (a *Agent) ReadBarrier(ctx context.Context, mode httpapi.Consistency) error
 		}
 		return a.node.VerifyLeader(ctx)
 	default:
-		return a.waitLeader(ctx)
+		if err := a.waitLeader(ctx); err != nil {
+			return err
+		}
+		return a.node.LeaderRead(ctx)
 	}
 }
 

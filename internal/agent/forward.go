@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/wolke-platform/wolke/internal/httpapi"
@@ -80,8 +81,15 @@ func (a *Agent) Forward(w http.ResponseWriter, r *http.Request) {
 		}
 		target := a.forwardTarget()
 		if target != "" {
-			sent := false
-			trace := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { sent = true }}
+			// Set on the transport's goroutine, read here. Go calls WroteRequest also
+			// when the write failed (and then retries on a new connection), so only a
+			// write without error counts as sent.
+			var sent atomic.Bool
+			trace := &httptrace.ClientTrace{WroteRequest: func(info httptrace.WroteRequestInfo) {
+				if info.Err == nil {
+					sent.Store(true)
+				}
+			}}
 			fr := r.Clone(httptrace.WithClientTrace(ctx, trace))
 			fr.Header.Set(hopHeader, strconv.Itoa(hops+1))
 			if fr.Header.Get(originHeader) == "" {
@@ -93,7 +101,7 @@ func (a *Agent) Forward(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			lastErr = err
-			if sent && write {
+			if sent.Load() && write {
 				// The leader may have applied it; retrying could apply it twice.
 				httpError(w, http.StatusInternalServerError, "Forwarding to the leader failed after the request was sent: "+err.Error())
 				return

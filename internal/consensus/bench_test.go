@@ -15,9 +15,9 @@ import (
 // BenchmarkApplyConcurrent measures replicated writes on a durable single server
 // without HTTP in front: 64 concurrent writers, so Raft batches their fsyncs.
 func BenchmarkApplyConcurrent(b *testing.B) {
-	for _, store := range []string{LogStoreBoltDB, LogStoreWAL} {
-		b.Run(store, func(b *testing.B) {
-			s := startServer(b, b.TempDir(), func(c *Config) { c.LogStore = store })
+	for _, batch := range []int{64, 256, 1024} {
+		b.Run(fmt.Sprintf("batch-%d", batch), func(b *testing.B) {
+			s := startServer(b, b.TempDir(), func(c *Config) { c.MaxAppendEntries = batch })
 			defer s.node.Shutdown()
 			val := make([]byte, 256)
 			var n atomic.Int64

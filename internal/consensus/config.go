@@ -17,14 +17,6 @@ type Config struct {
 	// snapshots. Empty keeps everything in memory: dev mode, nothing survives a restart.
 	DataDir string
 
-	// LogStore picks the Raft log's storage engine in DataDir: "wal" (raft-wal,
-	// append-only segment files, one fsync per append batch; the default) or "boltdb"
-	// (raft-boltdb, a B+tree with two fsyncs per batch). Both fsync before a write is
-	// acknowledged; on this kind of disk wal appends a 64-entry batch in about 1 ms,
-	// boltdb in 3.6 ms, which bounds write throughput. A data dir keeps the engine it
-	// was created with.
-	LogStore string
-
 	// Bootstrap forms a one-server cluster when the node has no Raft state yet. It is a
 	// no-op on restart, so it is safe to keep on the command line.
 	Bootstrap bool
@@ -58,12 +50,6 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// The Raft log storage engines.
-const (
-	LogStoreBoltDB = "boltdb"
-	LogStoreWAL    = "wal"
-)
-
 // DefaultConfig returns settings for a server on a LAN. Timeouts are half of Raft's
 // defaults: loopback and LAN round trips are well under a millisecond, and a faster
 // failover matters more than the occasional extra election on a busy machine.
@@ -73,7 +59,6 @@ func DefaultConfig() Config {
 		ElectionTimeout:    500 * time.Millisecond,
 		LeaderLeaseTimeout: 250 * time.Millisecond,
 		MaxAppendEntries:   256,
-		LogStore:           LogStoreWAL,
 		SnapshotThreshold:  16384,
 		SnapshotInterval:   30 * time.Second,
 		TrailingLogs:       10240,
@@ -91,8 +76,6 @@ func (c Config) Validate() error {
 		return errors.New("consensus: heartbeat and election timeouts must be at least 5ms")
 	case c.LeaderLeaseTimeout > c.HeartbeatTimeout:
 		return errors.New("consensus: leader lease timeout must not exceed the heartbeat timeout")
-	case c.LogStore != LogStoreBoltDB && c.LogStore != LogStoreWAL:
-		return fmt.Errorf("consensus: unknown log store %q (want %q or %q)", c.LogStore, LogStoreBoltDB, LogStoreWAL)
 	case c.MaxAppendEntries < 1 || c.MaxAppendEntries > 1024:
 		return fmt.Errorf("consensus: MaxAppendEntries %d out of range 1..1024", c.MaxAppendEntries)
 	case c.SnapshotThreshold < 1:

@@ -44,6 +44,10 @@ type Node struct {
 	// earlier leader acknowledged, so it must not serve leader reads (Consul #2644).
 	readReady     atomic.Bool
 	leaderChanges chan bool
+	// leaseUntil is when the leader read lease ends, as nanoseconds since epoch on the
+	// monotonic clock (see LeaderRead).
+	epoch      time.Time
+	leaseUntil atomic.Int64
 	stopCh        chan struct{}
 	wg            sync.WaitGroup
 }
@@ -59,7 +63,7 @@ func New(cfg Config, fsm raft.FSM, trans raft.Transport) (*Node, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	n := &Node{cfg: cfg, trans: trans, logger: logger.With("component", "consensus"),
-		stopCh: make(chan struct{}), leaderChanges: make(chan bool, 1)}
+		stopCh: make(chan struct{}), leaderChanges: make(chan bool, 1), epoch: time.Now()}
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
@@ -94,7 +98,7 @@ func New(cfg Config, fsm raft.FSM, trans raft.Transport) (*Node, error) {
 			}
 			n.logger.Info("removed unfinished snapshots", "count", len(tmps))
 		}
-		store, err := openLogStore(cfg, dir, logger)
+		store, err := openLogStore(dir)
 		if err != nil {
 			return nil, err
 		}
@@ -156,6 +160,7 @@ func (n *Node) watchLeadership() {
 			return
 		case leader := <-ch:
 			wasReady := n.readReady.Swap(false)
+			n.leaseUntil.Store(0)
 			if !leader {
 				n.logger.Info("lost leadership")
 				if wasReady {
@@ -230,6 +235,37 @@ func (n *Node) VerifyLeader(ctx context.Context) error {
 	}
 	if err := n.raft.VerifyLeader().Error(); err != nil {
 		return n.translate(err)
+	}
+	return ctx.Err()
+}
+
+// LeaderRead returns nil when this leader may answer a read from its own state so that
+// the read sees every write acknowledged before it began. A leader that was deposed
+// while it was paused or cut off still believes it leads for a while, so believing is
+// not enough: the leader must have confirmed its leadership with a quorum less than a
+// lease ago, counted from when that confirmation started. No other leader can be
+// elected within the lease, because followers that acknowledged the confirmation wait
+// at least HeartbeatTimeout before they campaign; the lease is half of that, leaving
+// room for clocks that run at slightly different rates. Reads within a lease cost
+// nothing; after it, one VerifyLeader round (shared by all concurrent reads, Raft
+// batches them into one heartbeat) renews it.
+func (n *Node) LeaderRead(ctx context.Context) error {
+	if !n.readReady.Load() {
+		return n.notLeaderErr()
+	}
+	if int64(time.Since(n.epoch)) < n.leaseUntil.Load() {
+		return nil
+	}
+	start := time.Since(n.epoch)
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return n.translate(err)
+	}
+	until := int64(start + n.cfg.HeartbeatTimeout/2)
+	for {
+		cur := n.leaseUntil.Load()
+		if cur >= until || n.leaseUntil.CompareAndSwap(cur, until) {
+			break
+		}
 	}
 	return ctx.Err()
 }

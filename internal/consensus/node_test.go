@@ -93,15 +93,8 @@ func TestInMemoryNodeAppliesAndReportsIndex(t *testing.T) {
 }
 
 func TestDurableRestartRestoresFromSnapshotAndLogTail(t *testing.T) {
-	for _, store := range []string{LogStoreWAL, LogStoreBoltDB} {
-		t.Run(store, func(t *testing.T) { testDurableRestart(t, store) })
-	}
-}
-
-func testDurableRestart(t *testing.T, store string) {
 	dir := t.TempDir()
 	small := func(c *Config) {
-		c.LogStore = store
 		c.SnapshotThreshold = 50
 		c.TrailingLogs = 10
 		c.SnapshotInterval = time.Hour // snapshots only when the test asks
@@ -172,23 +165,4 @@ func TestConfigValidate(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("default config rejected: %v", err)
 	}
-}
-
-func TestLogStoreMismatchIsRefused(t *testing.T) {
-	dir := t.TempDir()
-	s := startServer(t, dir, func(c *Config) { c.LogStore = LogStoreBoltDB })
-	s.put(t, "k", "v")
-	s.node.Shutdown()
-	st, _ := state.New()
-	cfg := DefaultConfig()
-	cfg.NodeID, cfg.DataDir, cfg.LogStore = "n1", dir, LogStoreWAL
-	tr, err := NewTCPTransport("127.0.0.1:0", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n, err := New(cfg, fsm.New(st, nil), tr); err == nil {
-		n.Shutdown()
-		t.Fatal("a boltdb data dir opened with the wal store: its log would be hidden")
-	}
-	tr.Close()
 }

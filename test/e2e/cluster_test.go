@@ -131,7 +131,7 @@ type clusterOpts struct {
 // agents, all on loopback, and waits until every agent accepts a write. Every process is
 // killed at cleanup; the data dirs and logs are deleted unless the test failed, in which
 // case their path is printed. WOLKE_E2E_AGENT_FLAGS adds flags to every agent (e.g.
-// "-raft-log-store boltdb").
+// "-log-level debug").
 func startCluster(t testing.TB, opts clusterOpts) *cluster {
 	t.Helper()
 	if opts.servers == 0 {

@@ -19,15 +19,9 @@ import (
 // every write that was answered "true" is there with its value. Three rounds, so the
 // restarted server's own log and snapshots are killed too.
 func TestAcknowledgedWritesSurviveSIGKILL(t *testing.T) {
-	for _, store := range []string{"wal", "boltdb"} {
-		t.Run(store, func(t *testing.T) { testAcknowledgedWritesSurviveSIGKILL(t, store) })
-	}
-}
-
-func testAcknowledgedWritesSurviveSIGKILL(t *testing.T, store string) {
 	dir := t.TempDir()
 	// A low snapshot threshold makes the rounds cross snapshots and log compaction.
-	extra := []string{"-raft-log-store", store, "-snapshot-threshold", "500", "-snapshot-interval", "200ms", "-trailing-logs", "100"}
+	extra := []string{"-snapshot-threshold", "500", "-snapshot-interval", "200ms", "-trailing-logs", "100"}
 	srv := startServer(t, dir, extra...)
 	acked := map[string]string{}
 	var lastIndex uint64
