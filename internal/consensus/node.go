@@ -48,8 +48,8 @@ type Node struct {
 	// monotonic clock (see LeaderRead).
 	epoch      time.Time
 	leaseUntil atomic.Int64
-	stopCh        chan struct{}
-	wg            sync.WaitGroup
+	stopCh     chan struct{}
+	wg         sync.WaitGroup
 }
 
 // New starts a Raft node with the given state machine and transport. It takes
