@@ -59,8 +59,13 @@ func startDev(t testing.TB, mutate ...func(*Config)) *Agent {
 }
 
 // fastGossip shortens memberlist's timing for tests on loopback.
+// The local profile sends a broadcast only RetransmitMult (2) × ⌈log10(n+1)⌉ times, so
+// in a 4-node pool a message could miss a node until the next push-pull sync (15 s):
+// the LAN retransmit factor and a 1 s sync keep test pools as reliable as real ones.
 func fastGossip(c *membership.Config) {
 	c.Memberlist = memberlist.DefaultLocalConfig()
+	c.Memberlist.RetransmitMult = 4
+	c.Memberlist.PushPullInterval = time.Second
 }
 
 func clientFor(t testing.TB, a *Agent) *api.Client {
