@@ -29,6 +29,10 @@ const (
 	Session Type = 3
 	// Txn applies several KV operations atomically: a TxnRequest.
 	Txn Type = 4
+	// Register upserts a catalog node, service and checks: a state.RegisterRequest.
+	Register Type = 5
+	// Deregister removes a catalog node, service or check: a DeregisterRequest.
+	Deregister Type = 6
 )
 
 // IgnoreUnknown, set on a type, lets a binary that does not know the type skip the entry
@@ -45,6 +49,10 @@ func (t Type) String() string {
 		return "session"
 	case Txn:
 		return "txn"
+	case Register:
+		return "register"
+	case Deregister:
+		return "deregister"
 	}
 	return fmt.Sprintf("type-%d", uint8(t))
 }
@@ -102,6 +110,14 @@ type TxnRequest struct {
 type TxnResponse struct {
 	Results []state.TxnResult
 	Errors  []state.TxnError
+}
+
+// DeregisterRequest removes a node (ServiceID and CheckID empty), a service instance
+// with its checks, or one check.
+type DeregisterRequest struct {
+	Node      string
+	ServiceID string
+	CheckID   string
 }
 
 // TombstoneReapRequest forgets deletions at or below UpTo.

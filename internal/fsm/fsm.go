@@ -54,11 +54,22 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		if l.Type != raft.LogCommand {
 			continue
 		}
-		if isTxn(l.Data) {
-			// A transaction must be able to roll back alone: it gets a store
+		if typ, ok := isolated(l.Data); ok {
+			// A command that can fail half-way must roll back alone: it gets a store
 			// transaction of its own, between the batch's parts before and after it.
 			tx.Commit()
-			out[i] = f.applyTxn(l.Index, l.Data)
+			if typ == command.Txn {
+				out[i] = f.applyTxn(l.Index, l.Data)
+			} else {
+				own := f.store.WriteTxn()
+				res := f.apply(own, l.Index, l.Data)
+				if _, failed := res.(error); failed {
+					own.Abort()
+				} else {
+					own.Commit()
+				}
+				out[i] = res
+			}
 			tx = f.store.WriteTxn()
 			continue
 		}
@@ -68,9 +79,17 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	return out
 }
 
-func isTxn(data []byte) bool {
+// isolated reports the commands that need a store transaction of their own.
+func isolated(data []byte) (command.Type, bool) {
 	typ, _, err := command.Split(data)
-	return err == nil && typ == command.Txn
+	if err != nil {
+		return 0, false
+	}
+	switch typ {
+	case command.Txn, command.Register, command.Deregister, command.Session:
+		return typ, true
+	}
+	return typ, false
 }
 
 // applyTxn applies a TxnRequest all or nothing.
@@ -113,6 +132,24 @@ func (f *FSM) apply(tx *state.Txn, idx uint64, data []byte) any {
 			return err
 		}
 		return applySession(tx, idx, &req)
+	case command.Register:
+		var req state.RegisterRequest
+		if err := command.DecodeBody(body, &req); err != nil {
+			return err
+		}
+		if err := tx.CatalogRegister(idx, &req); err != nil {
+			return err
+		}
+		return true
+	case command.Deregister:
+		var req command.DeregisterRequest
+		if err := command.DecodeBody(body, &req); err != nil {
+			return err
+		}
+		if err := tx.CatalogDeregister(idx, req.Node, req.ServiceID, req.CheckID); err != nil {
+			return err
+		}
+		return true
 	case command.TombstoneReap:
 		var req command.TombstoneReapRequest
 		if err := command.DecodeBody(body, &req); err != nil {

@@ -26,6 +26,9 @@ const (
 	recordTombstone recordType = 2
 	recordIndex     recordType = 3
 	recordSession   recordType = 4
+	recordNode      recordType = 5
+	recordService   recordType = 6
+	recordCheck     recordType = 7
 )
 
 // ErrCorrupt means a snapshot stream is not a complete wolke snapshot.
@@ -71,6 +74,15 @@ func WriteSnapshot(w io.Writer, snap *state.Snapshot) error {
 	}
 	if err == nil {
 		err = snap.Sessions(func(sess *state.Session) error { return write(recordSession, sess) })
+	}
+	if err == nil {
+		err = snap.Nodes(func(n *state.Node) error { return write(recordNode, n) })
+	}
+	if err == nil {
+		err = snap.Services(func(svc *state.Service) error { return write(recordService, svc) })
+	}
+	if err == nil {
+		err = snap.Checks(func(c *state.Check) error { return write(recordCheck, c) })
 	}
 	if err == nil {
 		if err = enc.Encode(uint8(recordEnd)); err == nil {
@@ -128,6 +140,21 @@ func ReadSnapshot(r io.Reader, store *state.Store) error {
 			var sess state.Session
 			if err = dec.Decode(&sess); err == nil {
 				err = restore.Session(&sess)
+			}
+		case recordNode:
+			var n state.Node
+			if err = dec.Decode(&n); err == nil {
+				err = restore.Node(&n)
+			}
+		case recordService:
+			var svc state.Service
+			if err = dec.Decode(&svc); err == nil {
+				err = restore.Service(&svc)
+			}
+		case recordCheck:
+			var c state.Check
+			if err = dec.Decode(&c); err == nil {
+				err = restore.Check(&c)
 			}
 		case recordIndex:
 			var ti state.TableIndex

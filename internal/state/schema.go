@@ -12,6 +12,9 @@ const (
 	tableTombstones = "tombstones"
 	tableIndex      = "index"
 	tableSessions   = "sessions"
+	tableNodes      = "nodes"
+	tableServices   = "services"
+	tableChecks     = "checks"
 )
 
 // indexEntry records the highest Raft index that changed a table.
@@ -21,6 +24,14 @@ type indexEntry struct {
 }
 
 func schema() *memdb.DBSchema {
+	s := baseSchema()
+	for name, t := range catalogTables() {
+		s.Tables[name] = t
+	}
+	return s
+}
+
+func baseSchema() *memdb.DBSchema {
 	return &memdb.DBSchema{
 		Tables: map[string]*memdb.TableSchema{
 			tableKVs: {

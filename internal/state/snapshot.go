@@ -28,6 +28,21 @@ func (sn *Snapshot) Sessions(fn func(*Session) error) error {
 	return each(sn.tx, tableSessions, func(raw any) error { return fn(raw.(*Session)) })
 }
 
+// Nodes, Services and Checks call fn for every catalog object.
+func (sn *Snapshot) Nodes(fn func(*Node) error) error {
+	return each(sn.tx, tableNodes, func(raw any) error { return fn(raw.(*Node)) })
+}
+
+// Services calls fn for every service instance.
+func (sn *Snapshot) Services(fn func(*Service) error) error {
+	return each(sn.tx, tableServices, func(raw any) error { return fn(raw.(*Service)) })
+}
+
+// Checks calls fn for every health check.
+func (sn *Snapshot) Checks(fn func(*Check) error) error {
+	return each(sn.tx, tableChecks, func(raw any) error { return fn(raw.(*Check)) })
+}
+
 // Tombstone is a remembered deletion, as it travels in snapshots.
 type Tombstone struct {
 	Key   string
@@ -100,6 +115,22 @@ func (r *Restore) Session(sess *Session) error {
 	c := *sess
 	if err := r.tx.Insert(tableSessions, &c); err != nil {
 		return fmt.Errorf("state: restore session %q: %w", sess.ID, err)
+	}
+	return nil
+}
+
+// Node, Service and Check add catalog objects as they are.
+func (r *Restore) Node(n *Node) error { c := *n; return r.insert(tableNodes, &c) }
+
+// Service adds a service instance.
+func (r *Restore) Service(s *Service) error { c := *s; return r.insert(tableServices, &c) }
+
+// Check adds a health check.
+func (r *Restore) Check(ch *Check) error { c := *ch; return r.insert(tableChecks, &c) }
+
+func (r *Restore) insert(table string, obj any) error {
+	if err := r.tx.Insert(table, obj); err != nil {
+		return fmt.Errorf("state: restore %s: %w", table, err)
 	}
 	return nil
 }
