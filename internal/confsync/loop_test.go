@@ -168,8 +168,10 @@ func TestWatchRunsOnceInitiallyThenOnlyOnChange(t *testing.T) {
 	// neither runs the handler.
 	f.push(fakeAnswer{index: 5, body: kvJSON("a", 5)}, fakeAnswer{index: 6, body: kvJSON("a", 5)})
 	expectNoCallBefore(t, f, calls, fakeAnswer{index: 7, body: kvJSON("b", 7)}, "unchanged data")
-	if got := f.requestIndexes(); got[0] != 0 || got[1] != 5 || got[len(got)-1] != 6 {
-		t.Errorf("request indexes %v: want 0, 5, ..., 6", got)
+	// 0 (initial), 5 (answered 5: no change), 5 (answered 6, same data), 6 (the
+	// sentinel); the loop may already have sent the next one.
+	if got := f.requestIndexes(); fmt.Sprint(got[:4]) != "[0 5 5 6]" {
+		t.Errorf("request indexes %v: want [0 5 5 6 ...]", got)
 	}
 }
 
@@ -242,10 +244,10 @@ func TestWatchBacksOffOnErrorsAndKeepsTheLastResult(t *testing.T) {
 	if fmt.Sprint(failures) != "[1 2 3]" {
 		t.Errorf("backoff called with %v, want [1 2 3] (and reset after a success)", failures)
 	}
-	got := f.requestIndexes()
-	// 0 (initial), 3 (error), 0 ×2 (errors, index reset), 0 (recovery), 3 (sentinel)
-	if want := "[0 3 0 0 0 3]"; fmt.Sprint(got) != want {
-		t.Errorf("request indexes %v, want %s", got, want)
+	// 0 (initial), 3 (error), 0 ×2 (errors, index reset), 0 (recovery), 3 (sentinel);
+	// the loop may already have sent the next one.
+	if got, want := f.requestIndexes(), "[0 3 0 0 0 3]"; len(got) < 6 || fmt.Sprint(got[:6]) != want {
+		t.Errorf("request indexes %v, want %s...", got, want)
 	}
 }
 
