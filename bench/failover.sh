@@ -74,8 +74,12 @@ trial() {
 		stop_members "$bench" "${members[@]}"
 		return
 	fi
-	kill -9 "${members[leader]}"
 	local killed_at=$(($(now_ms) - start))
+	# Braces: bash reports a job killed by a signal on the shell's stderr.
+	{
+		kill -9 "${members[leader]}"
+		wait "${members[leader]}"
+	} 2>/dev/null || true
 	wait "$bench" || log "$system trial $n: bench exited with $?: $(tail -1 "$tmp/bench.log")"
 	stop_members "$bench" "${members[@]}"
 	rm -rf "$tmp/c-$name"
