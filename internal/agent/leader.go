@@ -28,6 +28,7 @@ func (a *Agent) serverDuties() {
 		}
 		if a.node.ReadReady() {
 			a.reconcile()
+			a.reconcileCatalog()
 			a.invalidateSessionsOfFailedNodes()
 		}
 		select {

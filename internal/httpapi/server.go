@@ -206,6 +206,16 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		s.agentJoin(w, r, p[len("/v1/agent/join/"):])
 	case strings.HasPrefix(p, "/v1/agent/force-leave/"):
 		s.agentForceLeave(w, r, p[len("/v1/agent/force-leave/"):])
+	case strings.HasPrefix(p, "/v1/catalog/"):
+		if s.forwarded(w, r) {
+			return
+		}
+		s.catalog(w, r, p[len("/v1/catalog/"):])
+	case strings.HasPrefix(p, "/v1/health/"):
+		if s.forwarded(w, r) {
+			return
+		}
+		s.health(w, r, p[len("/v1/health/"):])
 	case p == "/v1/txn":
 		if s.forwarded(w, r) {
 			return
