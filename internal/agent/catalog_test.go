@@ -27,7 +27,7 @@ func TestCatalogAndHealthWithConsulClient(t *testing.T) {
 	}()
 	reg := &api.CatalogRegistration{Node: "ext1", Address: "10.1.1.1",
 		Service: &api.AgentService{ID: "web-1", Service: "web", Tags: []string{"v1"}, Port: 8080, Meta: map[string]string{"k": "v"}},
-		Checks: api.HealthChecks{{CheckID: "web-check", Name: "web up", ServiceID: "web-1", Status: "passing"}}}
+		Checks:  api.HealthChecks{{CheckID: "web-check", Name: "web up", ServiceID: "web-1", Status: "passing"}}}
 	if _, err := c.Catalog().Register(reg, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -105,7 +105,7 @@ func toNodeJSON(n *state.Node) nodeJSON {
 func toServiceJSON(s *state.Service) agentServiceJSON {
 	return agentServiceJSON{ID: s.ID, Service: s.Service, Tags: nonNilTags(s.Tags), Address: s.Address,
 		TaggedAddresses: s.TaggedAddresses, Meta: s.Meta, Port: s.Port,
-		Weights: weightsJSON{Passing: s.Weights.Passing, Warning: s.Weights.Warning},
+		Weights:           weightsJSON{Passing: s.Weights.Passing, Warning: s.Weights.Warning},
 		EnableTagOverride: s.EnableTagOverride, Kind: s.Kind, CreateIndex: s.CreateIndex, ModifyIndex: s.ModifyIndex}
 }
 
@@ -469,4 +469,3 @@ func allPassing(cs []*state.Check) bool {
 	}
 	return true
 }
-
