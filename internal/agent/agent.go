@@ -22,6 +22,7 @@ import (
 	"github.com/wolke-platform/wolke/internal/consensus"
 	"github.com/wolke-platform/wolke/internal/eventlog"
 	"github.com/wolke-platform/wolke/internal/fsm"
+	"github.com/wolke-platform/wolke/internal/health"
 	"github.com/wolke-platform/wolke/internal/httpapi"
 	"github.com/wolke-platform/wolke/internal/membership"
 	"github.com/wolke-platform/wolke/internal/rpc"
@@ -50,6 +51,10 @@ type Agent struct {
 	leaveOnce sync.Once
 
 	sessionTTL sessionTimers
+
+	// local services and checks, the runners of the checks.
+	local  *local
+	checks *health.Manager
 
 	// memberChanged is signalled (lossy, buffered 1) on every gossip membership change.
 	memberChanged chan struct{}
@@ -146,6 +151,9 @@ func (a *Agent) start() error {
 	}
 	a.store = store
 	a.forwarder = rpc.NewForwarder(rpc.NewPool(2 * time.Second))
+	a.local = newLocal()
+	a.checks = health.NewManager(health.Config{EnableScriptChecks: a.cfg.EnableScriptChecks, Logger: a.logger,
+		Notify: a.checkChanged, Deregister: a.deregisterCritical})
 
 	serverPort := 0
 	if a.cfg.Server {
@@ -221,8 +229,9 @@ func (a *Agent) start() error {
 		}
 	}
 
-	a.wg.Add(1)
+	a.wg.Add(2)
 	go a.dispatchEvents()
+	go a.antiEntropy()
 	if a.node != nil {
 		a.wg.Add(2)
 		go a.reapTombstones()
@@ -384,6 +393,9 @@ func (a *Agent) shutdown(ctx context.Context) error {
 		keep(a.mux.Close())
 	}
 	a.sessionTTL.stopAll()
+	if a.checks != nil {
+		a.checks.Shutdown()
+	}
 	a.logger.Info("agent stopped")
 	return err
 }

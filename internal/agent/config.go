@@ -53,6 +53,12 @@ type Config struct {
 	LeaderWait time.Duration
 	// TombstoneTTL is how long deletions are remembered for blocking queries.
 	TombstoneTTL time.Duration
+	// EnableScriptChecks allows script checks; off by default, since a script check is
+	// a way to run programs on the agent's machine through its API.
+	EnableScriptChecks bool
+	// SyncInterval is the period of the full anti-entropy sync of local services and
+	// checks into the catalog (changes are pushed at once).
+	SyncInterval time.Duration
 	// SessionTTLMin is the shortest session TTL accepted (Consul's 10s; tests lower it).
 	SessionTTLMin time.Duration
 
@@ -83,6 +89,7 @@ func DefaultConfig() Config {
 		LeaderWait:        7 * time.Second,
 		TombstoneTTL:      15 * time.Minute,
 		SessionTTLMin:     10 * time.Second,
+		SyncInterval:      time.Minute,
 		Raft:              consensus.DefaultConfig(),
 		HTTP:              httpapi.DefaultConfig(),
 		Version:           "dev",
@@ -123,6 +130,9 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
 		return fmt.Errorf("HTTP address %q: %v", c.HTTP.Addr, err)
+	}
+	if c.SyncInterval <= 0 {
+		return errors.New("the anti-entropy sync interval must be positive")
 	}
 	if c.SessionTTLMin <= 0 {
 		return errors.New("the minimum session TTL must be positive")
