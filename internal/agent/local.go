@@ -336,7 +336,7 @@ func (a *Agent) syncChanges(full bool) {
 			s := u.svc
 			req["Service"] = map[string]any{"ID": s.ID, "Service": s.Service, "Tags": s.Tags, "Address": s.Address,
 				"TaggedAddresses": s.TaggedAddresses, "Meta": s.Meta, "Port": s.Port,
-				"Weights": map[string]int{"Passing": s.Weights.Passing, "Warning": s.Weights.Warning},
+				"Weights":           map[string]int{"Passing": s.Weights.Passing, "Warning": s.Weights.Warning},
 				"EnableTagOverride": s.EnableTagOverride, "Kind": s.Kind}
 		}
 		var checks []map[string]any

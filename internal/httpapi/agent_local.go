@@ -165,4 +165,3 @@ func (s *Server) maintenance(r *http.Request, la LocalAgent, serviceID string) e
 	}
 	return la.SetMaintenance(serviceID, v == "true", q.Get("reason"))
 }
-
