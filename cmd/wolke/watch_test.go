@@ -331,7 +331,6 @@ func TestWatchCatalogTypesPrintConsulShapes(t *testing.T) {
 // t.Skip line once the agent serves them.
 
 func TestWatchServicesAgainstTheAgent(t *testing.T) {
-	t.Skip("needs /v1/catalog/services and /v1/agent/service/register in the agent")
 	kvClearEnv(t)
 	addr := startKVAgent(t)
 	handler, runs := recordingHandler(t)
@@ -348,7 +347,6 @@ func TestWatchServicesAgainstTheAgent(t *testing.T) {
 }
 
 func TestWatchNodesAgainstTheAgent(t *testing.T) {
-	t.Skip("needs /v1/catalog/nodes in the agent")
 	kvClearEnv(t)
 	addr := startKVAgent(t)
 	out := mustCLI(t, "", "watch", "-http-addr", addr, "-type", "nodes")
@@ -359,7 +357,6 @@ func TestWatchNodesAgainstTheAgent(t *testing.T) {
 }
 
 func TestWatchServiceAgainstTheAgent(t *testing.T) {
-	t.Skip("needs /v1/health/service and /v1/agent/check/pass|fail in the agent")
 	kvClearEnv(t)
 	addr := startKVAgent(t)
 	agentAPI := kvTestClient(t, addr).Agent()
@@ -383,7 +380,6 @@ func TestWatchServiceAgainstTheAgent(t *testing.T) {
 }
 
 func TestWatchChecksAgainstTheAgent(t *testing.T) {
-	t.Skip("needs /v1/health/state and /v1/agent/check/register in the agent")
 	kvClearEnv(t)
 	addr := startKVAgent(t)
 	handler, runs := recordingHandler(t)

@@ -192,7 +192,6 @@ func TestTemplateServiceFunctionsAgainstAFakeCatalog(t *testing.T) {
 }
 
 func TestTemplateServiceFunctionsAgainstTheAgent(t *testing.T) {
-	t.Skip("needs /v1/health/service and /v1/catalog/services in the agent (issue: catalog); enable when they exist")
 	c := startAgent(t)
 	if err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{
 		ID: "web-1", Name: "web", Tags: []string{"v1"}, Port: 8080, Address: "10.1.0.1",
