@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,4 +93,27 @@ func TestFailedNodeTurnsCriticalInCatalog(t *testing.T) {
 		checks, _, err := h.Node("c1", nil)
 		return err == nil && len(checks) == 1 && checks[0].Status == "critical"
 	})
+}
+
+func TestHealthServiceFilter(t *testing.T) {
+	c := clientFor(t, startDev(t))
+	for i, env := range []string{"prod", "dev", "prod"} {
+		reg := &api.CatalogRegistration{Node: "ext", Address: "10.0.0.9",
+			Service: &api.AgentService{ID: "api-" + string(rune('a'+i)), Service: "api", Port: 9000 + i,
+				Tags: []string{env}, Meta: map[string]string{"env": env}}}
+		if _, err := c.Catalog().Register(reg, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _, err := c.Health().Service("api", "", false, &api.QueryOptions{Filter: `Service.Meta.env == prod and "prod" in Service.Tags`})
+	if err != nil || len(got) != 2 {
+		t.Fatalf("filtered: %d %v", len(got), err)
+	}
+	if _, _, err := c.Health().Service("api", "", false, &api.QueryOptions{Filter: `Service.Meta.env ==`}); err == nil || !strings.Contains(err.Error(), "400") {
+		t.Fatalf("a bad filter: %v", err)
+	}
+	nodes, _, err := c.Catalog().Nodes(&api.QueryOptions{Filter: `Node == ext`})
+	if err != nil || len(nodes) != 1 {
+		t.Fatalf("node filter: %+v %v", nodes, err)
+	}
 }

@@ -326,8 +326,11 @@ func (s *Server) blockingRead(w http.ResponseWriter, r *http.Request, run func(w
 func (s *Server) catalogRead(w http.ResponseWriter, r *http.Request, verb, arg string) error {
 	store := s.backend.Store()
 	q := r.URL.Query()
+	flt, err := filterFrom(q.Get("filter"))
+	if err != nil {
+		return err
+	}
 	var out any
-	var err error
 	switch verb {
 	case "datacenters":
 		writeJSONValue(w, []string{s.backend.Self().Datacenter})
@@ -339,7 +342,7 @@ func (s *Server) catalogRead(w http.ResponseWriter, r *http.Request, verb, arg s
 			for _, n := range nodes {
 				list = append(list, toNodeJSON(n))
 			}
-			out = list
+			out = keep(flt, list)
 			return idx, err
 		})
 	case "services":
@@ -366,7 +369,7 @@ func (s *Server) catalogRead(w http.ResponseWriter, r *http.Request, verb, arg s
 					ServiceProxy: map[string]any{}, ServiceConnect: map[string]any{},
 					CreateIndex: sv.CreateIndex, ModifyIndex: sv.ModifyIndex})
 			}
-			out = list
+			out = keep(flt, list)
 			return idx, err
 		})
 	case "node":
@@ -404,20 +407,21 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request, rest string) {
 	store := s.backend.Store()
 	q := r.URL.Query()
 	var out any
-	var err error
+	flt, err := filterFrom(q.Get("filter"))
 	switch {
+	case err != nil:
 	case arg == "" && (verb == "node" || verb == "checks" || verb == "service" || verb == "state"):
 		err = badRequest("Missing %s name", verb)
 	case verb == "node":
 		err = s.blockingRead(w, r, func(ws *state.WatchSet) (uint64, error) {
 			idx, cs, err := store.NodeChecks(ws, arg)
-			out = toChecksJSON(cs)
+			out = keep(flt, toChecksJSON(cs))
 			return idx, err
 		})
 	case verb == "checks":
 		err = s.blockingRead(w, r, func(ws *state.WatchSet) (uint64, error) {
 			idx, cs, err := store.ServiceChecks(ws, arg)
-			out = toChecksJSON(cs)
+			out = keep(flt, toChecksJSON(cs))
 			return idx, err
 		})
 	case verb == "state":
@@ -429,7 +433,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request, rest string) {
 		if err == nil {
 			err = s.blockingRead(w, r, func(ws *state.WatchSet) (uint64, error) {
 				idx, cs, err := store.ChecksInState(ws, arg)
-				out = toChecksJSON(cs)
+				out = keep(flt, toChecksJSON(cs))
 				return idx, err
 			})
 		}
@@ -446,7 +450,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request, rest string) {
 				list = append(list, serviceEntryJSON{Node: toNodeJSON(inst[i].Node),
 					Service: toServiceJSON(inst[i].Service), Checks: toChecksJSON(inst[i].Checks)})
 			}
-			out = list
+			out = keep(flt, list)
 			return idx, err
 		})
 	default:
