@@ -5,8 +5,10 @@ import (
 
 	"log/slog"
 	"os"
+	"os/signal"
 	"runtime/debug"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -57,9 +59,21 @@ the Raft configuration) and stops: in-flight requests finish first.`,
 			if err := a.Start(); err != nil {
 				return err
 			}
-			select {
-			case <-cmd.Context().Done():
-			case <-a.LeaveRequested():
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+		wait:
+			for {
+				select {
+				case <-cmd.Context().Done():
+					break wait
+				case <-a.LeaveRequested():
+					break wait
+				case <-hup:
+					if err := a.Reload(); err != nil {
+						logger.Error("reload failed; the previous configuration stays", "err", err)
+					}
+				}
 			}
 			logger.Info("leaving and shutting down")
 			ctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownTimeout)
@@ -91,6 +105,8 @@ the Raft configuration) and stops: in-flight requests finish first.`,
 	f.Uint64Var(&cfg.Raft.TrailingLogs, "trailing-logs", cfg.Raft.TrailingLogs, "log entries kept after a snapshot, for followers catching up")
 	f.IntVar(&cfg.HTTP.MaxConnsPerClient, "http-max-conns-per-client", cfg.HTTP.MaxConnsPerClient, "concurrent HTTP connections allowed from one client IP (more get 429)")
 	f.DurationVar(&cfg.TombstoneTTL, "tombstone-ttl", cfg.TombstoneTTL, "how long KV deletions are remembered for blocking queries")
+	f.StringVar(&cfg.ConfigDir, "config-dir", "", "directory of JSON files with service and check definitions (reloaded on SIGHUP and `wolke reload`)")
+	f.BoolVar(&cfg.EnableScriptChecks, "enable-script-checks", false, "allow script checks (they run programs on this machine; off by default)")
 	f.BoolVar(&cfg.HTTP.EnableDebug, "enable-debug", false, "serve Go's profiler at /debug/pprof/ on the HTTP API")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.BoolVar(&logJSON, "log-json", false, "log JSON lines instead of text (default when stderr is not a terminal, except in -dev)")

@@ -13,7 +13,7 @@ import (
 )
 
 func init() {
-	subcommands = append(subcommands, newMembersCmd, newJoinCmd, newLeaveCmd, newForceLeaveCmd, newOperatorCmd)
+	subcommands = append(subcommands, newMembersCmd, newJoinCmd, newLeaveCmd, newForceLeaveCmd, newOperatorCmd, newReloadCmd)
 }
 
 // memberStatus names Consul's member status numbers.
@@ -221,4 +221,25 @@ func newOperatorCmd() *cobra.Command {
 	}
 	rf.AddCommand(list, remove)
 	return op
+}
+
+func newReloadCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "reload",
+		Short: "Make the agent re-read its -config-dir (services and checks)",
+		Args:  cobra.NoArgs,
+	}
+	cf := addClientFlags(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		c, err := cf.client()
+		if err != nil {
+			return err
+		}
+		if err := c.Agent().Reload(); err != nil {
+			return fmt.Errorf("reload: %w", err)
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), "Configuration reload triggered")
+		return nil
+	}
+	return cmd
 }

@@ -55,6 +55,9 @@ type Agent struct {
 	// local services and checks, the runners of the checks.
 	local  *local
 	checks *health.Manager
+	// configMu serialises reloads of -config-dir; loaded is what the last one defined.
+	configMu sync.Mutex
+	loaded   loadedConfig
 
 	// memberChanged is signalled (lossy, buffered 1) on every gossip membership change.
 	memberChanged chan struct{}
@@ -232,6 +235,9 @@ func (a *Agent) start() error {
 	a.wg.Add(2)
 	go a.dispatchEvents()
 	go a.antiEntropy()
+	if err := a.Reload(); err != nil {
+		return err
+	}
 	if a.node != nil {
 		a.wg.Add(2)
 		go a.reapTombstones()

@@ -53,6 +53,9 @@ type Config struct {
 	LeaderWait time.Duration
 	// TombstoneTTL is how long deletions are remembered for blocking queries.
 	TombstoneTTL time.Duration
+	// ConfigDir holds JSON files with service and check definitions, loaded at start
+	// and again on Reload (SIGHUP, `wolke reload`).
+	ConfigDir string
 	// EnableScriptChecks allows script checks; off by default, since a script check is
 	// a way to run programs on the agent's machine through its API.
 	EnableScriptChecks bool

@@ -347,7 +347,10 @@ func (a *Agent) syncChanges(full bool) {
 		}
 		req["Checks"] = checks
 		if err := a.internalRequest(ctx, http.MethodPut, "/v1/catalog/register", req); err != nil {
-			a.logger.Debug("anti-entropy: register failed", "service", id, "err", err)
+			a.logger.Debug("anti-entropy: register failed; retrying in a second", "service", id, "err", err)
+			// No leader yet, or it changed: try again soon rather than at the next
+			// full sync.
+			time.AfterFunc(time.Second, a.local.trigger)
 			continue
 		}
 		a.local.mu.Lock()

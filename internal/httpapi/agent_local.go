@@ -165,3 +165,24 @@ func (s *Server) maintenance(r *http.Request, la LocalAgent, serviceID string) e
 	}
 	return la.SetMaintenance(serviceID, v == "true", q.Get("reason"))
 }
+
+// Reloader is implemented by agents that can reload their configuration.
+type Reloader interface{ Reload() error }
+
+// agentReload serves PUT /v1/agent/reload.
+func (s *Server) agentReload(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPut && r.Method != http.MethodPost {
+		methodNotAllowed(w, r.Method, "PUT")
+		return
+	}
+	rl, ok := s.backend.(Reloader)
+	if !ok {
+		writeError(w, notFound("this agent cannot reload"))
+		return
+	}
+	if err := rl.Reload(); err != nil {
+		writeError(w, badRequest("%v", err))
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}

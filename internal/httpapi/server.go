@@ -201,6 +201,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	case p == "/v1/agent/services" || p == "/v1/agent/checks" || p == "/v1/agent/maintenance" ||
 		strings.HasPrefix(p, "/v1/agent/service/") || strings.HasPrefix(p, "/v1/agent/check/"):
 		s.agentLocal(w, r, p[len("/v1/agent/"):])
+	case p == "/v1/agent/reload":
+		s.agentReload(w, r)
 	case p == "/v1/agent/members":
 		s.get(w, r, s.agentMembers)
 	case p == "/v1/agent/leave":
