@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/wolke-platform/wolke/internal/command"
@@ -440,7 +441,16 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request, rest string) {
 	case verb == "service":
 		passing := has(q, "passing") && q.Get("passing") != "false" && q.Get("passing") != "0"
 		tags := q["tag"]
+		key := strings.ToLower(arg) + "\x00" + strings.Join(tags, "\x00") + "\x00" + strconv.FormatBool(passing) + "\x00" + q.Get("filter")
+		var body []byte
 		err = s.blockingRead(w, r, func(ws *state.WatchSet) (uint64, error) {
+			if idx := store.ServiceIndex(ws, arg); idx > 0 {
+				if b, ok := s.shared.get(key, idx); ok {
+					body = b
+					return idx, nil
+				}
+			}
+			body = nil
 			idx, inst, err := store.ServiceInstances(ws, arg, tags)
 			list := make([]serviceEntryJSON, 0, len(inst))
 			for i := range inst {
@@ -450,9 +460,21 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request, rest string) {
 				list = append(list, serviceEntryJSON{Node: toNodeJSON(inst[i].Node),
 					Service: toServiceJSON(inst[i].Service), Checks: toChecksJSON(inst[i].Checks)})
 			}
-			out = keep(flt, list)
-			return idx, err
+			if err != nil {
+				return idx, err
+			}
+			b, merr := json.Marshal(keep(flt, list))
+			if merr != nil {
+				return idx, merr
+			}
+			body = b
+			s.shared.put(key, idx, b)
+			return idx, nil
 		})
+		if err == nil {
+			writeJSON(w, body)
+			return
+		}
 	default:
 		err = notFound("Invalid URL path: not a recognized HTTP API endpoint")
 	}

@@ -134,6 +134,8 @@ type Server struct {
 	handler  http.Handler
 	srv      *http.Server
 	ln       net.Listener
+	// shared holds computed health answers that concurrent waiters reuse.
+	shared sharedResults
 	// stopCh closes when Shutdown starts, ending blocking queries early so that
 	// draining does not wait out their long polls.
 	stopCh   chan struct{}

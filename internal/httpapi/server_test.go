@@ -120,3 +120,35 @@ func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestHealthServiceAnswersAreShared(t *testing.T) {
+	s, _ := newTestServer(t, &fakeBackend{})
+	st := s.backend.Store()
+	tx := st.WriteTxn()
+	if err := tx.CatalogRegister(5, &state.RegisterRequest{Node: state.Node{Node: "n1", Address: "10.0.0.1"},
+		Service: &state.Service{ID: "web", Service: "web", Port: 80}}); err != nil {
+		t.Fatal(err)
+	}
+	tx.Commit()
+	var bodies []string
+	for i := 0; i < 3; i++ {
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/v1/health/service/web", nil))
+		if rec.Code != 200 || rec.Header().Get("X-Consul-Index") != "5" {
+			t.Fatalf("read %d: %d %v", i, rec.Code, rec.Header())
+		}
+		bodies = append(bodies, rec.Body.String())
+	}
+	if bodies[0] != bodies[2] || !strings.Contains(bodies[0], `"Port":80`) {
+		t.Fatalf("answers differ: %q vs %q", bodies[0], bodies[2])
+	}
+	if s.shared.hits != 2 {
+		t.Fatalf("%d of 3 identical reads at one index reused the answer, want 2", s.shared.hits)
+	}
+	// A different query (a tag) is not served the shared answer.
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/v1/health/service/web?tag=v9", nil))
+	if rec.Body.String() != "[]" {
+		t.Fatalf("tagged read: %q", rec.Body.String())
+	}
+}

@@ -234,3 +234,11 @@ func (s *Store) ChecksInState(ws *WatchSet, status string) (uint64, []*Check, er
 	}
 	return idx, out, err
 }
+
+// ServiceIndex returns the index of one service's health view (at least 1) and
+// watches it; cheap, so that callers can reuse a result computed at that index.
+func (s *Store) ServiceIndex(ws *WatchSet, service string) uint64 {
+	tx := s.readTxn()
+	defer tx.Abort()
+	return watchIndexRow(tx, ws, serviceIndexName(service))
+}
