@@ -22,7 +22,7 @@ func BenchmarkApplyConcurrent(b *testing.B) {
 			val := make([]byte, 256)
 			var n atomic.Int64
 			var wg sync.WaitGroup
-			const writers = 64
+			const writers = 256
 			b.ResetTimer()
 			start := time.Now()
 			for w := 0; w < writers; w++ {
