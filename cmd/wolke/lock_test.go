@@ -186,7 +186,9 @@ func TestLockLostStopsTheChild(t *testing.T) {
 	script := `trap 'echo term > ` + filepath.Join(dir, "term") + `; exit 0' TERM
 ` + holdScript(dir, "a")
 	done := make(chan cliResult, 1)
-	go func() { done <- runCLI(t, "", "lock", "-verbose", "-http-addr="+httpAddr, "jobs/lost", "--", "sh", "-c", script) }()
+	go func() {
+		done <- runCLI(t, "", "lock", "-verbose", "-http-addr="+httpAddr, "jobs/lost", "--", "sh", "-c", script)
+	}()
 	lockWaitFor(t, 5*time.Second, "the holder", func() bool { return fileExists(filepath.Join(dir, "a.idx")) })
 	pair, _, err := c.KV().Get("jobs/lost/.lock", nil)
 	if err != nil || pair == nil || pair.Session == "" {
