@@ -124,7 +124,7 @@ start_wolke() {
 		if ((i > 0)); then join=(-join "127.0.0.1:$serf1"); else serf1=$serf; fi
 		# shellcheck disable=SC2086 # WOLKE_FLAGS is a list of flags
 		"$tmp/wolke" agent -server -bootstrap-expect "$MEMBERS" -data-dir "$dir/data" -node "s$((i + 1))" \
-			-bind 127.0.0.1 -server-port "$rpc" -serf-port "$serf" -http-addr "127.0.0.1:$http" \
+			-bind 127.0.0.1 -server-port "$rpc" -serf-port "$serf" -http-addr "127.0.0.1:$http" -dns-addr= \
 			"${join[@]}" $WOLKE_FLAGS >"$dir/log" 2>&1 &
 		pids+=($!)
 		wolke_pid[i]=$! wolke_http[i]="127.0.0.1:$http" wolke_rpc[i]="127.0.0.1:$rpc"

@@ -104,7 +104,7 @@ if has wolke; then
 	wolke_rpc=$(free_port)
 	wolke_http=$(free_port)
 	"$tmp/wolke" agent -server -bootstrap -data-dir "$tmp/wolke-data" -bind 127.0.0.1 \
-		-server-port "$wolke_rpc" -http-addr "127.0.0.1:$wolke_http" >"$tmp/wolke.log" 2>&1 &
+		-server-port "$wolke_rpc" -serf-port "$(free_port)" -http-addr "127.0.0.1:$wolke_http" -dns-addr= >"$tmp/wolke.log" 2>&1 &
 	pids+=($!)
 	# A write answers true only once the server has elected itself leader.
 	wait_for wolke "${pids[-1]}" sh -c "curl -fsS -X PUT --data x http://127.0.0.1:$wolke_http/v1/kv/kv-vs-etcd-ready | grep -q true"

@@ -20,6 +20,7 @@ import (
 
 	"github.com/wolke-platform/wolke/internal/command"
 	"github.com/wolke-platform/wolke/internal/consensus"
+	"github.com/wolke-platform/wolke/internal/dns"
 	"github.com/wolke-platform/wolke/internal/eventlog"
 	"github.com/wolke-platform/wolke/internal/fsm"
 	"github.com/wolke-platform/wolke/internal/health"
@@ -51,6 +52,8 @@ type Agent struct {
 	leaveOnce sync.Once
 
 	sessionTTL sessionTimers
+
+	dnsServer *dns.Server
 
 	// local services and checks, the runners of the checks.
 	local  *local
@@ -202,6 +205,17 @@ func (a *Agent) start() error {
 				a.logger.Error("serving forwarded requests stopped", "err", err)
 			}
 		}()
+	}
+
+	if a.cfg.DNS.Addr != "" {
+		srv, err := dns.New(a.cfg.DNS, dnsCatalog{a}, a.logger, a.registry)
+		if err != nil {
+			return err
+		}
+		if err := srv.Start(); err != nil {
+			return err
+		}
+		a.dnsServer = srv
 	}
 
 	mc := membership.DefaultConfig()
@@ -382,6 +396,9 @@ func (a *Agent) shutdown(ctx context.Context) error {
 		if e := a.http.Shutdown(ctx); e != nil {
 			keep(fmt.Errorf("drain HTTP: %w", e))
 		}
+	}
+	if a.dnsServer != nil {
+		keep(a.dnsServer.Shutdown(ctx))
 	}
 	if a.pool != nil {
 		keep(a.pool.Shutdown())

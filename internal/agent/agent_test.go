@@ -28,6 +28,7 @@ func startDev(t testing.TB, mutate ...func(*Config)) *Agent {
 	cfg.Dev = true
 	cfg.HTTP.Addr = "127.0.0.1:0"
 	cfg.ServerPort, cfg.SerfPort = 0, 0
+	cfg.DNS.Addr = "127.0.0.1:0"
 	cfg.Gossip = fastGossip
 	cfg.Logger = testLogger()
 	cfg.Raft.HeartbeatTimeout, cfg.Raft.ElectionTimeout, cfg.Raft.LeaderLeaseTimeout = 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond

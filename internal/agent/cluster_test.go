@@ -41,6 +41,7 @@ func startClusterAgentWith(t testing.TB, name string, expect int, join string, m
 	}
 	cfg.HTTP.Addr = "127.0.0.1:0"
 	cfg.ServerPort, cfg.SerfPort = 0, 0
+	cfg.DNS.Addr = "127.0.0.1:0"
 	cfg.Gossip = fastGossip
 	cfg.ReconcileInterval = 200 * time.Millisecond
 	cfg.Logger = testLogger().With("node", name)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wolke-platform/wolke/internal/consensus"
+	"github.com/wolke-platform/wolke/internal/dns"
 	"github.com/wolke-platform/wolke/internal/httpapi"
 	"github.com/wolke-platform/wolke/internal/membership"
 )
@@ -67,6 +68,8 @@ type Config struct {
 
 	Raft consensus.Config
 	HTTP httpapi.Config
+	// DNS configures the DNS interface; an empty Addr turns it off.
+	DNS dns.Config
 	// Gossip, when set, adjusts the gossip pool's settings before it starts (tests use
 	// it for fast memberlist timing).
 	Gossip func(*membership.Config)
@@ -95,6 +98,7 @@ func DefaultConfig() Config {
 		SyncInterval:      time.Minute,
 		Raft:              consensus.DefaultConfig(),
 		HTTP:              httpapi.DefaultConfig(),
+		DNS:               dns.DefaultConfig(),
 		Version:           "dev",
 	}
 }
@@ -145,6 +149,11 @@ func (c Config) Validate() error {
 	}
 	if err := c.HTTP.Validate(); err != nil {
 		return err
+	}
+	if c.DNS.Addr != "" {
+		if err := c.DNS.Validate(); err != nil {
+			return err
+		}
 	}
 	raft := c.Raft
 	raft.NodeID = "validate"

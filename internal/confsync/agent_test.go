@@ -21,6 +21,7 @@ func startAgent(t testing.TB) *api.Client {
 	cfg.Dev = true
 	cfg.HTTP.Addr = "127.0.0.1:0"
 	cfg.ServerPort, cfg.SerfPort = 0, 0 // never the default ports in tests
+	cfg.DNS.Addr = "127.0.0.1:0"
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	if os.Getenv("WOLKE_TEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -182,7 +182,7 @@ func startCluster(t testing.TB, opts clusterOpts) *cluster {
 	for _, n := range nodes {
 		httpAddr := fmt.Sprintf("127.0.0.1:%d", clusterPort(t))
 		args := []string{"agent", "-node", n.name, "-data-dir", filepath.Join(dir, n.name), "-bind", "127.0.0.1",
-			"-serf-port", strings.TrimPrefix(n.serfAddr, "127.0.0.1:"), "-http-addr", httpAddr,
+			"-serf-port", strings.TrimPrefix(n.serfAddr, "127.0.0.1:"), "-http-addr", httpAddr, "-dns-addr=",
 			"-retry-interval", "1s", "-log-level", "info"}
 		if n.server {
 			args = append(args, "-server", "-bootstrap-expect", strconv.Itoa(opts.servers),

@@ -88,7 +88,7 @@ func startServer(t testing.TB, dataDir string, extra ...string) *proc {
 	t.Helper()
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	args := append([]string{"agent", "-server", "-bootstrap", "-data-dir", dataDir,
-		"-bind", "127.0.0.1", "-server-port", fmt.Sprint(freePort(t)), "-serf-port", fmt.Sprint(freePort(t)),
+		"-bind", "127.0.0.1", "-server-port", fmt.Sprint(freePort(t)), "-serf-port", fmt.Sprint(freePort(t)), "-dns-addr=",
 		"-http-addr", httpAddr,
 		"-log-level", "warn"}, extra...)
 	p := &proc{t: t, args: args, httpAddr: httpAddr}
