@@ -94,7 +94,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a.nodeID = id
-	if a.events, err = newEventLog(cfg); err != nil {
+	if a.events, err = a.newEventLog(); err != nil {
 		return nil, err
 	}
 	a.registry = prometheus.NewRegistry()
@@ -253,9 +253,10 @@ func (a *Agent) start() error {
 		return err
 	}
 	if a.node != nil {
-		a.wg.Add(2)
+		a.wg.Add(3)
 		go a.reapTombstones()
 		go a.serverDuties()
+		go a.watchBoundChecks()
 	}
 	return nil
 }

@@ -17,11 +17,25 @@ import (
 // Interface guard: the agent serves /v1/event.
 var _ httpapi.Events = (*Agent)(nil)
 
-// newEventLog is the agent's event log: Consul's 256 events. Service and tag filters
-// are not applied yet: the agent has no local services until service registration
-// lands, which then sets eventlog.Config.Services.
-func newEventLog(cfg Config) (*eventlog.Log, error) {
-	return eventlog.New(eventlog.DefaultConfig(cfg.NodeName))
+// newEventLog is the agent's event log: Consul's 256 events. Node filters match this
+// agent's node name; service and tag filters match its local services.
+func (a *Agent) newEventLog() (*eventlog.Log, error) {
+	cfg := eventlog.DefaultConfig(a.cfg.NodeName)
+	// Service and tag filters match against this agent's own services.
+	cfg.Services = a.localServiceTags
+	return eventlog.New(cfg)
+}
+
+// localServiceTags maps each local service name to its tags, for event filters.
+func (a *Agent) localServiceTags() map[string][]string {
+	if a.local == nil {
+		return map[string][]string{}
+	}
+	out := map[string][]string{}
+	for _, s := range a.LocalServices() {
+		out[s.Service] = append(out[s.Service], s.Tags...)
+	}
+	return out
 }
 
 // FireEvent implements httpapi.Events.

@@ -324,3 +324,28 @@ func TestEventIndexHeader(t *testing.T) {
 		t.Fatalf("X-Consul-Index %s, want %s", got, want)
 	}
 }
+
+func TestEventServiceFilterUsesLocalServices(t *testing.T) {
+	a := startDev(t)
+	c := clientFor(t, a)
+	if err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{Name: "web", Tags: []string{"blue"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range []*api.UserEvent{
+		{Name: "deploy", Payload: []byte("web"), ServiceFilter: "^web$"},
+		{Name: "deploy", Payload: []byte("web-green"), ServiceFilter: "^web$", TagFilter: "^green$"},
+		{Name: "deploy", Payload: []byte("db"), ServiceFilter: "^db$"},
+		{Name: "deploy", Payload: []byte("web-blue"), ServiceFilter: "^web$", TagFilter: "^blue$"},
+	} {
+		if _, _, err := c.Event().Fire(ev, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "the events for this agent's services", func() bool {
+		list, _, err := c.Event().List("deploy", nil)
+		if err != nil || len(list) != 2 {
+			return false
+		}
+		return string(list[0].Payload) == "web" && string(list[1].Payload) == "web-blue"
+	})
+}

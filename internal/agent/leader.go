@@ -29,7 +29,7 @@ func (a *Agent) serverDuties() {
 		if a.node.ReadReady() {
 			a.reconcile()
 			a.reconcileCatalog()
-			a.invalidateSessionsOfFailedNodes()
+			a.invalidateSessions()
 		}
 		select {
 		case <-a.stopCh:

@@ -75,8 +75,10 @@ func (a *Agent) SessionNode(r *http.Request) string {
 }
 
 // CheckSessionNode implements httpapi.Sessions: the node must be an alive member of
-// the pool (the catalog arrives with service discovery; until then gossip is the
-// registry of nodes), and the only node check that exists is serfHealth.
+// the pool, and every check bound to the session must exist on that node in the
+// catalog and not be critical (Consul's rules). serfHealth is the node's gossip status,
+// which the leader mirrors into the catalog; it is judged from gossip directly, so a
+// session can be created before the catalog has caught up with a new node.
 func (a *Agent) CheckSessionNode(node string, nodeChecks, serviceChecks []string) error {
 	alive := false
 	for _, m := range a.pool.Members() {
@@ -87,13 +89,25 @@ func (a *Agent) CheckSessionNode(node string, nodeChecks, serviceChecks []string
 	if !alive {
 		return &httpapi.StatusError{Code: http.StatusBadRequest, Reason: "Missing node registration: node '" + node + "' is not an alive member"}
 	}
-	for _, c := range nodeChecks {
-		if c != "serfHealth" {
-			return &httpapi.StatusError{Code: http.StatusBadRequest, Reason: "Missing check '" + c + "' registration"}
-		}
+	_, checks, err := a.store.NodeChecks(nil, node)
+	if err != nil {
+		return err
 	}
-	if len(serviceChecks) > 0 {
-		return &httpapi.StatusError{Code: http.StatusBadRequest, Reason: "Missing check '" + serviceChecks[0] + "' registration"}
+	byID := map[string]*state.Check{}
+	for _, c := range checks {
+		byID[c.CheckID] = c
+	}
+	for _, id := range append(append([]string{}, nodeChecks...), serviceChecks...) {
+		if id == state.SerfCheckID {
+			continue
+		}
+		c := byID[id]
+		switch {
+		case c == nil:
+			return &httpapi.StatusError{Code: http.StatusBadRequest, Reason: "Missing check '" + id + "' registration"}
+		case c.Status == state.HealthCritical:
+			return &httpapi.StatusError{Code: http.StatusBadRequest, Reason: "Check '" + id + "' is in critical state"}
+		}
 	}
 	return nil
 }
@@ -149,10 +163,10 @@ func (a *Agent) armAllSessions() {
 	}
 }
 
-// invalidateSessionsOfFailedNodes destroys the sessions bound to the serfHealth of a
-// node that gossip says failed or left (or forgot): the node's locks and ephemeral
-// keys must not outlive it.
-func (a *Agent) invalidateSessionsOfFailedNodes() {
+// invalidateSessions destroys the sessions whose owner is gone: bound to serfHealth
+// and their node failed or left (or gossip forgot it), or bound to a check that is
+// critical or no longer registered. Their locks and ephemeral keys must not outlive it.
+func (a *Agent) invalidateSessions() {
 	_, sessions, err := a.store.SessionList(nil, "")
 	if err != nil || len(sessions) == 0 {
 		return
@@ -162,19 +176,96 @@ func (a *Agent) invalidateSessionsOfFailedNodes() {
 		status[m.Name] = m.Status
 	}
 	for _, s := range sessions {
-		if !hasString(s.NodeChecks, "serfHealth") {
+		reason := ""
+		if hasString(s.NodeChecks, state.SerfCheckID) {
+			if st, known := status[s.Node]; !known || st == membership.StatusFailed || st == membership.StatusLeft {
+				reason = "node " + st.String()
+			}
+		}
+		if reason == "" {
+			reason = a.boundCheckFailed(s)
+		}
+		if reason == "" {
 			continue
 		}
-		st, known := status[s.Node]
-		if known && st != membership.StatusFailed && st != membership.StatusLeft {
-			continue
-		}
-		a.logger.Info("invalidating the session of a failed node", "session", s.ID, "node", s.Node, "status", st.String())
+		a.logger.Info("invalidating a session", "session", s.ID, "node", s.Node, "reason", reason)
 		if err := a.destroySession(s.ID); err != nil {
 			a.logger.Warn("invalidating session failed", "session", s.ID, "err", err)
 			return
 		}
 		a.sessionTTL.stop(s.ID)
+	}
+}
+
+// boundCheckFailed names the first check bound to s that is critical or gone, or "".
+func (a *Agent) boundCheckFailed(s *state.Session) string {
+	ids := append(append([]string{}, s.NodeChecks...), s.ServiceChecks...)
+	if len(ids) == 0 || len(ids) == 1 && ids[0] == state.SerfCheckID {
+		return ""
+	}
+	_, checks, err := a.store.NodeChecks(nil, s.Node)
+	if err != nil {
+		return ""
+	}
+	byID := map[string]*state.Check{}
+	for _, c := range checks {
+		byID[c.CheckID] = c
+	}
+	for _, id := range ids {
+		if id == state.SerfCheckID {
+			continue
+		}
+		switch c := byID[id]; {
+		case c == nil:
+			return "check " + id + " deregistered"
+		case c.Status == state.HealthCritical:
+			return "check " + id + " critical"
+		}
+	}
+	return ""
+}
+
+// watchBoundChecks invalidates, on the leader, the sessions bound to a check as soon as
+// the check turns critical or goes away: it wakes on every change of the checks table
+// (a cheap index watch) rather than at the next reconciliation tick.
+func (a *Agent) watchBoundChecks() {
+	defer a.wg.Done()
+	for {
+		ws := state.NewWatchSet()
+		a.store.ChecksIndex(ws)
+		ws.Add(a.store.AbandonCh())
+		ctx, cancel := context.WithCancel(context.Background())
+		changed := ws.Chan(ctx)
+		select {
+		case <-a.stopCh:
+			cancel()
+			ws.Release()
+			return
+		case <-changed:
+		}
+		cancel()
+		ws.Release()
+		if a.node.ReadReady() {
+			a.invalidateSessionsOfFailedChecks()
+		}
+	}
+}
+
+// invalidateSessionsOfFailedChecks is invalidateSessions for bound checks only.
+func (a *Agent) invalidateSessionsOfFailedChecks() {
+	_, sessions, err := a.store.SessionList(nil, "")
+	if err != nil {
+		return
+	}
+	for _, s := range sessions {
+		if reason := a.boundCheckFailed(s); reason != "" {
+			a.logger.Info("invalidating a session", "session", s.ID, "node", s.Node, "reason", reason)
+			if err := a.destroySession(s.ID); err != nil {
+				a.logger.Warn("invalidating session failed", "session", s.ID, "err", err)
+				return
+			}
+			a.sessionTTL.stop(s.ID)
+		}
 	}
 }
 

@@ -243,3 +243,36 @@ func TestConsulClientLockAndSemaphore(t *testing.T) {
 	s1.Release()
 	s2.Release()
 }
+
+func TestSessionBoundToCheckIsInvalidatedWhenItTurnsCritical(t *testing.T) {
+	a := startDev(t, func(c *Config) { c.NodeName = "n1" })
+	c := clientFor(t, a)
+	if err := c.Agent().CheckRegister(&api.AgentCheckRegistration{ID: "disk", Name: "disk",
+		AgentServiceCheck: api.AgentServiceCheck{TTL: "1m", Status: "passing"}}); err != nil {
+		t.Fatal(err)
+	}
+	// The check must be in the catalog before a session can bind to it.
+	var id string
+	waitFor(t, 5*time.Second, "a session bound to disk", func() bool {
+		var err error
+		id, _, err = c.Session().Create(&api.SessionEntry{Behavior: "delete", NodeChecks: []string{"serfHealth", "disk"}}, nil)
+		return err == nil
+	})
+	if _, _, err := c.Session().Create(&api.SessionEntry{NodeChecks: []string{"nope"}}, nil); err == nil {
+		t.Fatal("a session bound to a missing check was created")
+	}
+	if ok, _, _ := c.KV().Acquire(&api.KVPair{Key: "owned-by-disk", Value: []byte("x"), Session: id}, nil); !ok {
+		t.Fatal("acquire failed")
+	}
+	if err := c.Agent().FailTTL("disk", "full"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the session of a critical check invalidated", func() bool {
+		p, _, err := c.KV().Get("owned-by-disk", nil)
+		info, _, _ := c.Session().Info(id, nil)
+		return err == nil && p == nil && info == nil
+	})
+	if _, _, err := c.Session().Create(&api.SessionEntry{NodeChecks: []string{"disk"}}, nil); err == nil || !strings.Contains(err.Error(), "critical") {
+		t.Fatalf("a session bound to a critical check: %v", err)
+	}
+}

@@ -242,3 +242,10 @@ func (s *Store) ServiceIndex(ws *WatchSet, service string) uint64 {
 	defer tx.Abort()
 	return watchIndexRow(tx, ws, serviceIndexName(service))
 }
+
+// ChecksIndex returns the checks table's index and watches it.
+func (s *Store) ChecksIndex(ws *WatchSet) uint64 {
+	tx := s.readTxn()
+	defer tx.Abort()
+	return watchIndexRow(tx, ws, tableChecks)
+}

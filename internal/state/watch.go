@@ -28,6 +28,10 @@ func (ws *WatchSet) Add(ch <-chan struct{}) {
 // Wait blocks until a watched thing changes (nil) or ctx ends (its error).
 func (ws *WatchSet) Wait(ctx context.Context) error { return ws.chans.WatchCtx(ctx) }
 
+// Chan returns a channel that receives once when a watched thing changes or ctx ends,
+// for callers that wait on several things in a select.
+func (ws *WatchSet) Chan(ctx context.Context) <-chan error { return ws.chans.WatchCh(ctx) }
+
 // Release drops the set's registrations; call it when the query is done, fired or not,
 // so that watches on keys nobody writes do not pile up.
 func (ws *WatchSet) Release() {
