@@ -67,9 +67,9 @@ func TestEventFireAndListCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{ // ID -> payload
-		fireCLI(t, "", "-http-addr", addr, "deploy", "v1.2.3"):                        "v1.2.3",
-		fireCLI(t, "from stdin", "-http-addr", addr, "deploy", "-"):                   "from stdin",
-		fireCLI(t, "", "-http-addr", addr, "-node", ".", "deploy", "@"+file):          "from a file",
+		fireCLI(t, "", "-http-addr", addr, "deploy", "v1.2.3"):               "v1.2.3",
+		fireCLI(t, "from stdin", "-http-addr", addr, "deploy", "-"):          "from stdin",
+		fireCLI(t, "", "-http-addr", addr, "-node", ".", "deploy", "@"+file): "from a file",
 	}
 	// A service filter that matches none of this agent's services: not delivered here.
 	fireCLI(t, "", "-http-addr", addr, "-service", "api", "-tag", "v1", "deploy")
