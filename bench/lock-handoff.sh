@@ -46,21 +46,8 @@ trap 'exit 130' INT TERM
 
 log() { echo "lock-handoff: $*" >&2; }
 
-taken=" "
-free_port() {
-	local port
-	for _ in $(seq 100); do
-		port=$((20000 + RANDOM % 12000))
-		[[ $taken == *" $port "* ]] && continue
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-			taken+="$port "
-			echo "$port"
-			return
-		fi
-	done
-	log "no free port found"
-	exit 1
-}
+# shellcheck source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # wait_for NAME PID CMD... tries CMD every 0.1 s for up to 30 s, while process PID lives.
 wait_for() {
