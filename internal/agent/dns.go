@@ -107,7 +107,7 @@ func (c dnsCatalog) remoteInstances(ctx context.Context, service, tag string) ([
 
 // internalGet reads JSON through this agent's own API (forwarded as any request).
 func (a *Agent) internalGet(ctx context.Context, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, path, http.NoBody)
 	if err != nil {
 		return err
 	}

@@ -59,6 +59,9 @@ func (a *Agent) Forward(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("Request body (%d bytes) too large, max size: %d bytes", r.ContentLength, limit))
 		return
 	}
+	if r.Body == nil { // a request built inside the agent rather than received
+		r.Body = http.NoBody
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		httpError(w, http.StatusBadRequest, "Failed to read the request body: "+err.Error())

@@ -375,7 +375,7 @@ func (a *Agent) catalogView(ctx context.Context) (bool, uint64, map[string]bool,
 		Services map[string]json.RawMessage
 	}
 	rec := &memResponse{header: http.Header{}}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/v1/catalog/node/"+a.cfg.NodeName+"?stale", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/v1/catalog/node/"+a.cfg.NodeName+"?stale", http.NoBody)
 	a.http.Handler().ServeHTTP(rec, req)
 	if rec.code != 0 && rec.code != http.StatusOK {
 		return false, 0, nil, fmt.Errorf("read catalog node: %d %s", rec.code, rec.body.String())

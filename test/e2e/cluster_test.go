@@ -108,6 +108,7 @@ type node struct {
 	server     bool
 	serverAddr string // host:port of Raft/RPC; what /v1/status/leader reports
 	serfAddr   string
+	dnsAddr    string // the DNS interface, when clusterOpts.dns
 	down       atomic.Bool // killed or stopped by the test: load generators avoid it
 }
 
@@ -125,6 +126,7 @@ type clusterOpts struct {
 	servers int      // 3 unless set
 	clients int      // client agents
 	extra   []string // extra flags for every agent
+	dns     bool     // give every agent a DNS interface on its own port (node.dnsAddr)
 }
 
 // startCluster runs opts.servers servers with -bootstrap-expect and opts.clients client
@@ -174,6 +176,9 @@ func startCluster(t testing.TB, opts clusterOpts) *cluster {
 	var nodes []*node
 	for _, sp := range specs {
 		n := &node{name: sp.name, server: sp.server, serfAddr: fmt.Sprintf("127.0.0.1:%d", clusterPort(t))}
+		if opts.dns {
+			n.dnsAddr = fmt.Sprintf("127.0.0.1:%d", clusterPort(t))
+		}
 		if sp.server {
 			n.serverAddr = fmt.Sprintf("127.0.0.1:%d", clusterPort(t))
 		}
@@ -182,7 +187,7 @@ func startCluster(t testing.TB, opts clusterOpts) *cluster {
 	for _, n := range nodes {
 		httpAddr := fmt.Sprintf("127.0.0.1:%d", clusterPort(t))
 		args := []string{"agent", "-node", n.name, "-data-dir", filepath.Join(dir, n.name), "-bind", "127.0.0.1",
-			"-serf-port", strings.TrimPrefix(n.serfAddr, "127.0.0.1:"), "-http-addr", httpAddr, "-dns-addr=",
+			"-serf-port", strings.TrimPrefix(n.serfAddr, "127.0.0.1:"), "-http-addr", httpAddr, "-dns-addr=" + n.dnsAddr,
 			"-retry-interval", "1s", "-log-level", "info"}
 		if n.server {
 			args = append(args, "-server", "-bootstrap-expect", strconv.Itoa(opts.servers),
