@@ -108,7 +108,7 @@ type node struct {
 	server     bool
 	serverAddr string // host:port of Raft/RPC; what /v1/status/leader reports
 	serfAddr   string
-	dnsAddr    string // the DNS interface, when clusterOpts.dns
+	dnsAddr    string      // the DNS interface, when clusterOpts.dns
 	down       atomic.Bool // killed or stopped by the test: load generators avoid it
 }
 
