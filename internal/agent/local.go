@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -364,6 +365,22 @@ func (a *Agent) syncChanges(full bool) {
 	for id := range catalogSvcs {
 		if _, ok := units[id]; !ok {
 			a.internalRequest(ctx, http.MethodPut, "/v1/catalog/deregister", map[string]string{"Node": a.cfg.NodeName, "ServiceID": id})
+		}
+	}
+	// Checks removed here (a deregistered check, maintenance turned off) leave the
+	// catalog too; registrations only add and update. serfHealth is the leader's.
+	var catalogChecks []struct{ CheckID string }
+	if err := a.internalGet(ctx, "/v1/health/node/"+url.PathEscape(a.cfg.NodeName)+"?stale", &catalogChecks); err == nil {
+		a.local.mu.Lock()
+		var extra []string
+		for _, c := range catalogChecks {
+			if _, ok := a.local.checks[c.CheckID]; !ok && c.CheckID != state.SerfCheckID {
+				extra = append(extra, c.CheckID)
+			}
+		}
+		a.local.mu.Unlock()
+		for _, id := range extra {
+			a.internalRequest(ctx, http.MethodPut, "/v1/catalog/deregister", map[string]string{"Node": a.cfg.NodeName, "CheckID": id})
 		}
 	}
 }

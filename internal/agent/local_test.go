@@ -41,17 +41,7 @@ func TestAgentServiceWithHTTPCheckReachesHealthAPI(t *testing.T) {
 		e, _, err := c.Health().Service("web", "", true, nil)
 		return err == nil && len(e) == 1 && e[0].Service.ID == "web-1" && strings.Contains(e[0].Checks[1].Output, "200")
 	})
-	healthy.Store(false)
-	waitFor(t, 10*time.Second, "web-1 dropped from passing", func() bool {
-		e, _, err := c.Health().Service("web", "", true, nil)
-		return err == nil && len(e) == 0
-	})
 	// Maintenance takes a service out even when its checks pass.
-	healthy.Store(true)
-	waitFor(t, 10*time.Second, "web-1 passing again", func() bool {
-		e, _, _ := c.Health().Service("web", "", true, nil)
-		return len(e) == 1
-	})
 	if err := c.Agent().EnableServiceMaintenance("web-1", "deploy"); err != nil {
 		t.Fatal(err)
 	}
@@ -60,6 +50,26 @@ func TestAgentServiceWithHTTPCheckReachesHealthAPI(t *testing.T) {
 		return len(e) == 1 && e[0].Checks.AggregatedStatus() == "maintenance"
 	})
 	c.Agent().DisableServiceMaintenance("web-1")
+	waitFor(t, 5*time.Second, "web-1 passing after maintenance", func() bool {
+		e, _, _ := c.Health().Service("web", "", true, nil)
+		return len(e) == 1
+	})
+	// A 500 makes the check critical; so does a server that stops answering.
+	healthy.Store(false)
+	waitFor(t, 10*time.Second, "web-1 dropped from passing on 500", func() bool {
+		e, _, err := c.Health().Service("web", "", true, nil)
+		return err == nil && len(e) == 0
+	})
+	healthy.Store(true)
+	waitFor(t, 10*time.Second, "web-1 passing again", func() bool {
+		e, _, _ := c.Health().Service("web", "", true, nil)
+		return len(e) == 1
+	})
+	backend.Close()
+	waitFor(t, 10*time.Second, "web-1 dropped from passing when its server stopped", func() bool {
+		e, _, err := c.Health().Service("web", "", true, nil)
+		return err == nil && len(e) == 0
+	})
 	if err := c.Agent().ServiceDeregister("web-1"); err != nil {
 		t.Fatal(err)
 	}
