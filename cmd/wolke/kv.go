@@ -249,8 +249,9 @@ func readData(arg string, stdin io.Reader) ([]byte, error) {
 }
 
 func newKVPutCmd() *cobra.Command {
-	var cas, base64In bool
+	var cas, base64In, acquire, release bool
 	var flags, modifyIndex uint64
+	var session string
 	cmd := &cobra.Command{
 		Use:   "put [flags] KEY [DATA | - | @FILE]",
 		Short: "Write a value to a key",
@@ -258,11 +259,16 @@ func newKVPutCmd() *cobra.Command {
 file ("@FILE"). Without DATA the key is written with an empty value.
 
 With -cas the write happens only if the key's ModifyIndex still equals -modify-index
-(0: only if the key does not exist); otherwise the command fails with exit 1.`,
+(0: only if the key does not exist); otherwise the command fails with exit 1.
+
+With -acquire the write also takes the key's lock for -session (a session is created when
+none is given, and its ID printed); with -release it drops the lock -session holds. Both
+fail with exit 1 when the lock is held by another session, or not by this one.`,
 		Example: `  wolke kv put config/redis/maxconns 5
   wolke kv put config/tls/cert @cert.pem
   echo -n hello | wolke kv put greeting -
-  wolke kv put -cas -modify-index=17 config/redis/maxconns 6`,
+  wolke kv put -cas -modify-index=17 config/redis/maxconns 6
+  wolke kv put -acquire -session=$ID service/leader node-1`,
 		Args: kvArgs(1, 2, "KEY"),
 	}
 	f := cmd.Flags()
@@ -270,12 +276,23 @@ With -cas the write happens only if the key's ModifyIndex still equals -modify-i
 	f.Uint64Var(&modifyIndex, "modify-index", 0, "with -cas: the ModifyIndex the key must have (0: the key must not exist)")
 	f.Uint64Var(&flags, "flags", 0, "opaque unsigned integer stored with the key")
 	f.BoolVar(&base64In, "base64", false, "the data is base64-encoded; store it decoded")
+	f.BoolVar(&acquire, "acquire", false, "take the key's lock for -session while writing")
+	f.BoolVar(&release, "release", false, "drop the lock -session holds on the key while writing")
+	f.StringVar(&session, "session", "", "session ID for -acquire and -release")
 	cf := addClientFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		key := kvKey(args)
 		switch {
 		case key == "":
 			return usageErrorf("missing KEY argument")
+		case acquire && release:
+			return usageErrorf("-acquire and -release cannot be combined")
+		case (acquire || release) && cas:
+			return usageErrorf("-cas cannot be combined with -acquire or -release")
+		case release && session == "":
+			return usageErrorf("-release needs -session")
+		case session != "" && !acquire && !release:
+			return usageErrorf("-session applies only with -acquire or -release")
 		case cas && !cmd.Flags().Changed("modify-index"):
 			return usageErrorf("-cas needs -modify-index")
 		case !cas && cmd.Flags().Changed("modify-index"):
@@ -301,6 +318,30 @@ With -cas the write happens only if the key's ModifyIndex still equals -modify-i
 		}
 		pair := &api.KVPair{Key: key, Flags: flags, Value: value, ModifyIndex: modifyIndex}
 		w := writeOpts(cmd.Context())
+		if acquire || release {
+			if acquire && session == "" {
+				id, _, err := c.Session().Create(&api.SessionEntry{Name: "wolke kv put -acquire"}, w)
+				if err != nil {
+					return fmt.Errorf("create a session for %s: %w", key, err)
+				}
+				session = id
+				fmt.Fprintf(cmd.OutOrStdout(), "Session: %s\n", id)
+			}
+			pair.Session = session
+			op, verb := c.KV().Acquire, "acquire"
+			if release {
+				op, verb = c.KV().Release, "release"
+			}
+			ok, _, err := op(pair, w)
+			if err != nil {
+				return fmt.Errorf("did not %s the lock on %s: %w", verb, key, err)
+			}
+			if !ok {
+				return fmt.Errorf("did not %s the lock on %s: it is held by another session", verb, key)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Success! Lock %sd on: %s\n", verb, key)
+			return nil
+		}
 		if cas {
 			ok, _, err := c.KV().CAS(pair, w)
 			if err != nil {

@@ -487,7 +487,7 @@ func TestKVErrors(t *testing.T) {
 		{name: "put -cas without index", args: []string{"put", addr, "-cas", "k", "v"}, code: 2, want: "-cas needs -modify-index"},
 		{name: "put index without -cas", args: []string{"put", addr, "-modify-index=3", "k", "v"}, code: 2, want: "only with -cas"},
 		{name: "put bad flags value", args: []string{"put", addr, "-flags=abc", "k", "v"}, code: 2, want: "invalid argument"},
-		{name: "put unknown flag", args: []string{"put", addr, "-acquire", "k", "v"}, code: 2, want: "-acquire"},
+		{name: "put unknown flag", args: []string{"put", addr, "-bogus", "k", "v"}, code: 2, want: "-bogus"},
 		{name: "delete without key", args: []string{"delete", addr}, code: 2, want: "missing KEY argument"},
 		{name: "delete -cas -recurse", args: []string{"delete", addr, "-cas", "-modify-index=3", "-recurse", "k"}, code: 2, want: "cannot be combined"},
 		{name: "delete -cas index 0", args: []string{"delete", addr, "-cas", "k"}, code: 2, want: "greater than 0"},
@@ -640,5 +640,38 @@ func TestParseAgentAddr(t *testing.T) {
 				t.Fatalf("parseAgentAddr(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
 			}
 		})
+	}
+}
+
+func TestKVPutAcquireRelease(t *testing.T) {
+	kvClearEnv(t)
+	addr := startKVAgent(t)
+	out := mustCLI(t, "", "kv", "put", "-http-addr", addr, "-acquire", "leader", "me")
+	if !strings.Contains(out, "Session: ") || !strings.Contains(out, "Success! Lock acquired on: leader") {
+		t.Fatalf("acquire with a new session: %q", out)
+	}
+	session := strings.TrimSpace(strings.TrimPrefix(strings.Split(out, "\n")[0], "Session: "))
+	p, _, err := kvTestClient(t, addr).KV().Get("leader", nil)
+	if err != nil || p == nil || p.Session != session || string(p.Value) != "me" {
+		t.Fatalf("locked key %+v %v (session %q)", p, err, session)
+	}
+	other, _, err := kvTestClient(t, addr).Session().Create(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := runCLI(t, "", "kv", "put", "-http-addr", addr, "-acquire", "-session", other, "leader", "you"); r.code != 1 || !strings.Contains(r.stderr, "held by another session") {
+		t.Fatalf("acquire of a held lock: exit %d %q", r.code, r.stderr)
+	}
+	if r := runCLI(t, "", "kv", "put", "-http-addr", addr, "-release", "-session", other, "leader"); r.code != 1 {
+		t.Fatalf("release by another session: exit %d", r.code)
+	}
+	mustCLI(t, "", "kv", "put", "-http-addr", addr, "-release", "-session", session, "leader", "bye")
+	if p, _, _ := kvTestClient(t, addr).KV().Get("leader", nil); p == nil || p.Session != "" || string(p.Value) != "bye" {
+		t.Fatalf("after release: %+v", p)
+	}
+	for _, args := range [][]string{{"-acquire", "-release", "k"}, {"-release", "k"}, {"-session", "x", "k"}, {"-acquire", "-cas", "-modify-index", "1", "k"}} {
+		if r := runCLI(t, "", append([]string{"kv", "put", "-http-addr", addr}, args...)...); r.code != 2 {
+			t.Errorf("kv put %v: exit %d, want 2", args, r.code)
+		}
 	}
 }
