@@ -105,7 +105,7 @@ start_wolke() {
 		mkdir -p "$dir"
 		http=$(free_port) rpc=$(free_port) serf=$(free_port)
 		local join=()
-		if ((i > 0)); then join=(-join "127.0.0.1:$serf1"); else serf1=$serf; fi
+		if ((i > 0)); then join=(-retry-join "127.0.0.1:$serf1" -retry-interval 1s); else serf1=$serf; fi
 		# shellcheck disable=SC2086 # WOLKE_FLAGS is a list of flags
 		"$tmp/wolke" agent -server -bootstrap-expect "$MEMBERS" -data-dir "$dir/data" -node "s$((i + 1))" \
 			-bind 127.0.0.1 -server-port "$rpc" -serf-port "$serf" -http-addr "127.0.0.1:$http" -dns-addr= \
