@@ -199,6 +199,17 @@ func TestTemplateServiceFunctionsAgainstTheAgent(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// The agent syncs its services into the catalog asynchronously (anti-entropy).
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if e, _, err := c.Health().Service("web", "", true, nil); err == nil && len(e) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("web-1 never reached the catalog")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	got, err := renderOnce(t, c, `{{ range service "web" }}{{ .ID }} {{ .Address }}:{{ .Port }}{{ end }}|{{ range services }}{{ .Name }};{{ end }}`, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -146,8 +146,12 @@ func TestClusterQuorumLoss(t *testing.T) {
 			switch {
 			case err == nil:
 				t.Errorf("write via %s succeeded with 1 of 3 servers", n.name)
-			case !strings.Contains(err.Error(), "500") || !strings.Contains(err.Error(), "No cluster leader"):
-				t.Errorf("write via %s without quorum: want 500 No cluster leader, got %v", n.name, err)
+			// Right after the kill, a client agent may still pick the dead leader and
+			// get its request written into a connection that then breaks: it cannot
+			// know whether the write arrived, and says so instead of "No cluster leader".
+			case !strings.Contains(err.Error(), "500") ||
+				!strings.Contains(err.Error(), "No cluster leader") && !strings.Contains(err.Error(), "Forwarding to the leader failed"):
+				t.Errorf("write via %s without quorum: want a 500 (no leader, or a failed forward), got %v", n.name, err)
 			case took > leaderWait+3*time.Second:
 				t.Errorf("write via %s without quorum took %v to fail", n.name, took)
 			}
