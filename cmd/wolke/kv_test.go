@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -21,53 +20,13 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"github.com/wolke-platform/wolke/internal/agent"
+	"github.com/wolke-platform/wolke/internal/agent/agenttest"
 )
 
-// startKVAgent starts an in-memory dev agent on a free port, stops it with the test and
-// returns its HTTP address once it accepts writes.
+// startKVAgent starts an in-process dev agent and returns its HTTP address.
 func startKVAgent(t testing.TB) string {
 	t.Helper()
-	cfg := agent.DefaultConfig()
-	cfg.Dev = true
-	cfg.HTTP.Addr = "127.0.0.1:0"
-	cfg.ServerPort, cfg.SerfPort = 0, 0 // never the default ports in tests
-	cfg.DNS.Addr = "127.0.0.1:0"
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	if os.Getenv("WOLKE_TEST_LOG") != "" {
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	cfg.Raft.HeartbeatTimeout, cfg.Raft.ElectionTimeout, cfg.Raft.LeaderLeaseTimeout = 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond
-	a, err := agent.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := a.Shutdown(ctx); err != nil {
-			t.Errorf("agent shutdown: %v", err)
-		}
-	})
-	kv := kvTestClient(t, a.HTTPAddr()).KV()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, err := kv.Put(&api.KVPair{Key: "_ready"}, nil)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dev agent did not accept a write in 5s: %v", err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if _, err := kv.Delete("_ready", nil); err != nil {
-		t.Fatal(err)
-	}
-	return a.HTTPAddr()
+	return agenttest.StartDev(t).HTTPAddr()
 }
 
 // kvTestClient is a consul/api client for checking what the CLI did, independent of it.
