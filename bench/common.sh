@@ -1,5 +1,18 @@
 # common.sh: helpers the benchmark scripts share. Source it after defining log().
 
+# cleanup stops the processes the script started (their PIDs in the array pids), waits
+# for them, and removes the script's temporary directory $tmp; scripts run it on EXIT.
+cleanup() {
+	local pid
+	for pid in "${pids[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	for pid in "${pids[@]}"; do
+		wait "$pid" 2>/dev/null || true
+	done
+	rm -rf "$tmp"
+}
+
 # free_port prints a loopback port that nothing listens on and that no earlier call
 # returned, below Linux's range of ephemeral ports (32768 and up), where an outgoing
 # connection could hold it.

@@ -28,16 +28,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/kv-vs-etcd.XXXXXX")
 pids=()
 
-cleanup() {
-	local pid
-	for pid in "${pids[@]}"; do
-		kill "$pid" 2>/dev/null || true
-	done
-	for pid in "${pids[@]}"; do
-		wait "$pid" 2>/dev/null || true
-	done
-	rm -rf "$tmp"
-}
+# cleanup (common.sh) stops the processes in pids and removes $tmp.
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
