@@ -67,6 +67,24 @@ func startClusterAgentWith(t testing.TB, name string, expect int, join string, m
 	return a
 }
 
+// startThreeServers starts servers PREFIX1..3 and waits for a leader with 3 voters.
+func startThreeServers(t *testing.T, prefix string) []*Agent {
+	t.Helper()
+	s1 := startClusterAgent(t, prefix+"1", 3, "")
+	s2 := startClusterAgent(t, prefix+"2", 3, s1.SerfAddr())
+	s3 := startClusterAgent(t, prefix+"3", 3, s1.SerfAddr())
+	servers := []*Agent{s1, s2, s3}
+	waitFor(t, 15*time.Second, prefix+": a leader with 3 voters", func() bool {
+		l := leaderOf(servers)
+		if l == nil {
+			return false
+		}
+		peers, err := l.node.Servers()
+		return err == nil && len(peers) == 3
+	})
+	return servers
+}
+
 func leaderOf(agents []*Agent) *Agent {
 	for _, a := range agents {
 		if a.node != nil && a.node.ReadReady() {
@@ -180,19 +198,8 @@ func memberStatusOf(c *api.Client, name string) int {
 }
 
 func TestMembersFailureForceLeaveAndOperator(t *testing.T) {
-	s1 := startClusterAgent(t, "s1", 3, "")
-	s2 := startClusterAgent(t, "s2", 3, s1.SerfAddr())
-	s3 := startClusterAgent(t, "s3", 3, s1.SerfAddr())
-	c1 := startClusterAgent(t, "c1", 0, s1.SerfAddr())
-	servers := []*Agent{s1, s2, s3}
-	waitFor(t, 15*time.Second, "a leader with 3 voters", func() bool {
-		l := leaderOf(servers)
-		if l == nil {
-			return false
-		}
-		peers, _ := l.Servers()
-		return len(peers) == 3
-	})
+	servers := startThreeServers(t, "s")
+	c1 := startClusterAgent(t, "c1", 0, servers[0].SerfAddr())
 	api1 := clientFor(t, c1)
 	waitFor(t, 5*time.Second, "4 alive members with roles", func() bool {
 		members, err := api1.Agent().Members(false)
@@ -259,18 +266,7 @@ func TestMembersFailureForceLeaveAndOperator(t *testing.T) {
 }
 
 func TestGracefulLeaveRemovesServer(t *testing.T) {
-	s1 := startClusterAgent(t, "s1", 3, "")
-	s2 := startClusterAgent(t, "s2", 3, s1.SerfAddr())
-	s3 := startClusterAgent(t, "s3", 3, s1.SerfAddr())
-	servers := []*Agent{s1, s2, s3}
-	waitFor(t, 15*time.Second, "a leader with 3 voters", func() bool {
-		l := leaderOf(servers)
-		if l == nil {
-			return false
-		}
-		peers, _ := l.Servers()
-		return len(peers) == 3
-	})
+	servers := startThreeServers(t, "s")
 	// The leader itself leaves: it hands leadership on first.
 	l := leaderOf(servers)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

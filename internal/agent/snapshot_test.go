@@ -20,23 +20,6 @@ import (
 
 // startThreeServers starts a fresh 3-server cluster and waits until it has a leader
 // with three voters.
-func startThreeServers(t *testing.T, prefix string) []*Agent {
-	t.Helper()
-	s1 := startClusterAgent(t, prefix+"1", 3, "")
-	s2 := startClusterAgent(t, prefix+"2", 3, s1.SerfAddr())
-	s3 := startClusterAgent(t, prefix+"3", 3, s1.SerfAddr())
-	servers := []*Agent{s1, s2, s3}
-	waitFor(t, 15*time.Second, prefix+": a leader with 3 voters", func() bool {
-		l := leaderOf(servers)
-		if l == nil {
-			return false
-		}
-		peers, err := l.node.Servers()
-		return err == nil && len(peers) == 3
-	})
-	return servers
-}
-
 func followerOf(servers []*Agent) *Agent {
 	for _, s := range servers {
 		if !s.node.IsLeader() {
