@@ -68,7 +68,7 @@ func (in *Instance) command(ctx context.Context, args []string) error {
 	in.id = id
 	in.mu.Unlock()
 	in.logID.Store(&id)
-	defer in.flushTraces()
+	defer in.Close()
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
 	defer stop()

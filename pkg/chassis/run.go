@@ -69,7 +69,7 @@ func (in *Instance) serve(ctx context.Context) (err error) {
 	in.started = time.Now()
 	sigCtx, stopSignals := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
 	defer stopSignals()
-	defer in.flushTraces()
+	defer in.Close()
 
 	// Bind both ports first: a port in use fails the start before anything else.
 	apiLn, err := net.Listen("tcp", net.JoinHostPort(in.set.BindAddr, strconv.Itoa(int(in.set.Port))))
@@ -227,7 +227,7 @@ func (in *Instance) shutdown(parent context.Context, apiSrv, adminSrv *http.Serv
 	}
 	in.runOnShutdown(drainCtx)
 
-	// 6. Admin port, traces.
+	// 6. Admin port, clients, traces (Close, deferred by serve).
 	actx, cancelAdmin := context.WithTimeout(context.Background(), time.Second)
 	defer cancelAdmin()
 	_ = adminSrv.Shutdown(actx)

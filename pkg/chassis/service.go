@@ -126,8 +126,10 @@ type Instance struct {
 	consul  *api.Client
 	dyn     *Dynamic
 
+	coreOnce   sync.Once
+	core       *clientCore // guarded by mu once created
+	closeOnce  sync.Once
 	clientOnce sync.Once
-	core       *clientCore
 	defClient  *http.Client
 
 	state      atomic.Int32  // stateStarting, stateReady, stateDraining
@@ -314,6 +316,25 @@ func (in *Instance) OnShutdown(fn func(ctx context.Context)) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.onStop = append(in.onStop, fn)
+}
+
+// Close releases what an instance holds without serving: the catalog watches and
+// connections of its clients, its background work and buffered spans. Run closes the
+// instance itself; call Close for an instance made with New that is never run (a tool
+// or test that only uses its clients). Safe to call more than once.
+func (in *Instance) Close() {
+	in.closeOnce.Do(func() {
+		in.bgCancel()
+		in.bg.Wait()
+		in.mu.Lock()
+		core := in.core
+		in.mu.Unlock()
+		in.coreOnce.Do(func() {}) // no core after Close
+		if core != nil {
+			core.close()
+		}
+		in.flushTraces()
+	})
 }
 
 // reqInfo is what the server middleware puts in a request's context.
