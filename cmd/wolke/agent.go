@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wolke-platform/wolke/internal/agent"
+	"github.com/wolke-platform/wolke/internal/proxy"
 )
 
 func init() { subcommands = append(subcommands, newAgentCmd) }
@@ -21,6 +22,7 @@ func newAgentCmd() *cobra.Command {
 	cfg := agent.DefaultConfig()
 	var logLevel string
 	var logJSON bool
+	var pf *proxyFlags
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run a wolke agent",
@@ -36,7 +38,10 @@ func newAgentCmd() *cobra.Command {
       a client agent: joins the gossip pool, forwards API requests to the servers
 
 On SIGINT or SIGTERM the agent leaves the cluster gracefully (a server is removed from
-the Raft configuration) and stops: in-flight requests finish first.`,
+the Raft configuration) and stops: in-flight requests finish first.
+
+With -proxy-listen :8080 the agent also runs the edge gateway (see wolke proxy --help;
+its flags carry the prefix proxy- here).`,
 		Args:        cobra.NoArgs,
 		Annotations: map[string]string{envAll: "true"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -59,6 +64,20 @@ the Raft configuration) and stops: in-flight requests finish first.`,
 			if err := a.Start(); err != nil {
 				return err
 			}
+			// The gateway inside the agent follows this agent's own API.
+			var gw *proxy.Proxy
+			if pf.cfg.Listen != "" {
+				pcfg := pf.config()
+				pcfg.APIAddr, pcfg.Logger = a.HTTPAddr(), logger
+				if gw, err = proxy.New(pcfg); err != nil {
+					a.Shutdown(context.Background())
+					return usageErrorf("%v", err)
+				}
+				if err := gw.Start(cmd.Context()); err != nil {
+					a.Shutdown(context.Background())
+					return err
+				}
+			}
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
@@ -73,11 +92,21 @@ the Raft configuration) and stops: in-flight requests finish first.`,
 					if err := a.Reload(); err != nil {
 						logger.Error("reload failed; the previous configuration stays", "err", err)
 					}
+					if gw != nil {
+						if err := gw.Reload(); err != nil {
+							logger.Error("gateway reload failed; the previous configuration stays", "err", err)
+						}
+					}
 				}
 			}
 			logger.Info("leaving and shutting down")
 			ctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownTimeout)
 			defer cancel()
+			if gw != nil {
+				if err := gw.Shutdown(ctx); err != nil {
+					logger.Warn("gateway shutdown", "err", err)
+				}
+			}
 			if err := a.Leave(ctx); err != nil {
 				logger.Warn("graceful leave failed", "err", err)
 			}
@@ -114,6 +143,7 @@ the Raft configuration) and stops: in-flight requests finish first.`,
 	f.StringVar(&cfg.ConfigDir, "config-dir", "", "directory of JSON files with service and check definitions (reloaded on SIGHUP and `wolke reload`)")
 	f.BoolVar(&cfg.EnableScriptChecks, "enable-script-checks", false, "allow script checks (they run programs on this machine; off by default)")
 	f.BoolVar(&cfg.HTTP.EnableDebug, "enable-debug", false, "serve Go's profiler at /debug/pprof/ on the HTTP API")
+	pf = addProxyFlags(f, "proxy-", "")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.BoolVar(&logJSON, "log-json", false, "log JSON lines instead of text (default when stderr is not a terminal, except in -dev)")
 	return cmd

@@ -464,3 +464,29 @@ func BenchmarkPick(b *testing.B) {
 		}
 	}
 }
+
+// A slow endpoint's estimate decays while it gets no traffic, so p2c tries it again
+// and can see that it recovered, instead of shunning it for good.
+func TestP2CSlowEndpointIsRetriedLater(t *testing.T) {
+	slow, fast := NewEndpoint("slow", "a", 1), NewEndpoint("fast", "b", 1)
+	slow.Start()
+	slow.Finish(2*time.Second, time.Now().Add(-2*time.Minute))
+	fast.Start()
+	fast.Finish(time.Millisecond, time.Now())
+	p, _ := New(P2C)
+	var picks int
+	for i := 0; i < 100; i++ {
+		if p.Pick([]*Endpoint{slow, fast}, 0) == slow {
+			picks++
+		}
+	}
+	if picks == 0 {
+		t.Errorf("an endpoint slow two minutes ago is never tried again (cost now %v)", time.Duration(slow.latencyAt(time.Now().UnixNano())))
+	}
+	// Slow a moment ago: avoided.
+	slow.Start()
+	slow.Finish(2*time.Second, time.Now())
+	if p.Pick([]*Endpoint{slow, fast}, 0) == slow {
+		t.Error("an endpoint slow just now was picked over a fast one")
+	}
+}

@@ -84,3 +84,22 @@ func (e *Endpoint) Latency() time.Duration {
 
 // latency is Latency as float64 ns, without the conversion.
 func (e *Endpoint) latency() float64 { return math.Float64frombits(e.ewma.Load()) }
+
+// latencyAt is the estimate decayed towards zero for the time from its last update to nowNs,
+// as Finagle's PeakEwma does when it reads its cost. Without the decay an endpoint
+// that was slow once would lose every comparison, never be picked again, and so
+// never get the sample that would show it recovered.
+func (e *Endpoint) latencyAt(nowNs int64) float64 {
+	l := e.latency()
+	if l == 0 {
+		return 0
+	}
+	dt := nowNs - e.stamp.Load()
+	if dt <= 0 {
+		return l
+	}
+	if l = l * math.Exp(-float64(dt)/float64(tau)); l < 1 {
+		l = 1 // still "has a sample"
+	}
+	return l
+}

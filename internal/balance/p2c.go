@@ -23,7 +23,11 @@ func (p2c) Pick(cands []*Endpoint, _ uint64) *Endpoint {
 		return cands[0]
 	}
 	a, b := sampleTwo(cands)
-	la, lb := a.latency(), b.latency()
+	// Decay both estimates to the fresher one's last update: the same as decaying to
+	// now for the comparison that matters (a busy endpoint's stamp is about now),
+	// and free of a clock read.
+	ref := max(a.stamp.Load(), b.stamp.Load())
+	la, lb := a.latencyAt(ref), b.latencyAt(ref)
 	// An endpoint without samples borrows the other's latency (or 1 ns if neither has
 	// one), so its cost comes from its in-flight count alone and a new endpoint gets
 	// traffic until it has an estimate of its own.

@@ -1,0 +1,892 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"golang.org/x/net/http2"
+
+	"github.com/wolke-platform/wolke/internal/agent/agenttest"
+)
+
+// env is one dev agent with a gateway following it.
+type env struct {
+	t      *testing.T
+	api    *api.Client
+	proxy  *Proxy
+	base   string // http://gateway
+	client *http.Client
+}
+
+func newEnv(t *testing.T, mutate ...func(*Config)) *env {
+	t.Helper()
+	a := agenttest.StartDev(t)
+	cfg := DefaultConfig()
+	cfg.Listen, cfg.AdminListen, cfg.APIAddr, cfg.AccessLog = "127.0.0.1:0", "127.0.0.1:0", a.HTTPAddr(), nil
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		p.Shutdown(ctx)
+	})
+	acfg := api.DefaultConfig()
+	acfg.Address = a.HTTPAddr()
+	c, err := api.NewClient(acfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &env{t: t, api: c, proxy: p, base: "http://" + p.Addr(), client: &http.Client{Transport: tr, Timeout: 10 * time.Second}}
+}
+
+// backend is a test instance that names itself in every answer.
+type backend struct {
+	name string
+	srv  *httptest.Server
+	hits atomic.Int64
+	fail atomic.Int64 // answer this status (0: 200)
+	host string
+	port int
+}
+
+func newBackend(t *testing.T, name string, h http.HandlerFunc) *backend {
+	b := &backend{name: name}
+	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.hits.Add(1)
+		w.Header().Set("X-Backend", name)
+		if code := b.fail.Load(); code != 0 {
+			w.WriteHeader(int(code))
+			return
+		}
+		if h != nil {
+			h(w, r)
+			return
+		}
+		fmt.Fprintf(w, "%s %s", name, r.URL.RequestURI())
+	}))
+	t.Cleanup(b.srv.Close)
+	host, port, _ := net.SplitHostPort(b.srv.Listener.Addr().String())
+	b.host = host
+	b.port, _ = strconv.Atoi(port)
+	return b
+}
+
+func (e *env) register(svc string, b *backend, tags ...string) {
+	e.t.Helper()
+	e.registerWeighted(svc, b, 1, tags...)
+}
+
+func (e *env) registerWeighted(svc string, b *backend, weight int, tags ...string) {
+	e.t.Helper()
+	err := e.api.Agent().ServiceRegister(&api.AgentServiceRegistration{
+		ID: svc + "-" + b.name, Name: svc, Address: b.host, Port: b.port, Tags: tags,
+		Weights: &api.AgentWeights{Passing: weight, Warning: 1},
+		Check:   &api.AgentServiceCheck{CheckID: "check-" + svc + "-" + b.name, TTL: "1h", Status: api.HealthPassing},
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// waitInstances polls the live table until svc has n instances.
+func (e *env) waitInstances(svc string, n int) {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if e.instances(svc) == n {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	e.t.Fatalf("service %s: want %d instances in the routing table, have %d", svc, n, e.instances(svc))
+}
+
+func (e *env) instances(svc string) int {
+	for _, r := range e.proxy.Routes() {
+		if r.Service == svc {
+			return len(r.Instances)
+		}
+	}
+	return -1
+}
+
+func (e *env) get(path string, hdr ...string) (*http.Response, string) {
+	e.t.Helper()
+	return e.do(http.MethodGet, path, "", hdr...)
+}
+
+func (e *env) do(method, path, body string, hdr ...string) (*http.Response, string) {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.base+path, strings.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		if strings.EqualFold(hdr[i], "Host") {
+			req.Host = hdr[i+1]
+		} else {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func TestRoutesFollowCatalog(t *testing.T) {
+	e := newEnv(t)
+	b1, b2 := newBackend(t, "b1", nil), newBackend(t, "b2", nil)
+	e.register("cart", b1)
+	e.waitInstances("cart", 1)
+
+	resp, body := e.get("/cart/items?x=1")
+	if resp.StatusCode != 200 || body != "b1 /items?x=1" {
+		t.Fatalf("GET /cart/items: %d %q", resp.StatusCode, body)
+	}
+	if _, body := e.get("/cart"); body != "b1 /" {
+		t.Errorf("GET /cart gave %q, want the root", body)
+	}
+	if _, body := e.get("/x", "Host", "cart.wolke:8080"); body != "b1 /x" {
+		t.Errorf("by Host: %q", body)
+	}
+	resp, body = e.get("/nothing/here")
+	if resp.StatusCode != 404 || !strings.Contains(body, `"error"`) || resp.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("unknown route: %d %q", resp.StatusCode, body)
+	}
+
+	// Register, fail a check, deregister: measure how fast the table follows.
+	var lat []time.Duration
+	for i := 0; i < 10; i++ {
+		t0 := time.Now()
+		e.register("cart", b2)
+		e.waitInstances("cart", 2)
+		lat = append(lat, time.Since(t0))
+		t0 = time.Now()
+		if err := e.api.Agent().UpdateTTL("check-cart-b2", "down", api.HealthCritical); err != nil {
+			t.Fatal(err)
+		}
+		e.waitInstances("cart", 1)
+		lat = append(lat, time.Since(t0))
+		if err := e.api.Agent().UpdateTTL("check-cart-b2", "up", api.HealthPassing); err != nil {
+			t.Fatal(err)
+		}
+		e.waitInstances("cart", 2)
+		t0 = time.Now()
+		if err := e.api.Agent().ServiceDeregister("cart-b2"); err != nil {
+			t.Fatal(err)
+		}
+		e.waitInstances("cart", 1)
+		lat = append(lat, time.Since(t0))
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
+	t.Logf("catalog change to routing table: p50 %v p99 %v over %d changes", p50, p99, len(lat))
+	if p99 > 500*time.Millisecond {
+		t.Errorf("routing table p99 %v, want well under 100 ms on an idle machine", p99)
+	}
+	for i := 0; i < 20; i++ {
+		if _, body := e.get("/cart/"); body != "b1 /" {
+			t.Fatalf("after b2 left: %q", body)
+		}
+	}
+
+	// All instances gone: the route stays with its last policy and answers 503.
+	if err := e.api.Agent().ServiceDeregister("cart-b1"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, body := e.get("/cart/")
+		if resp.StatusCode == 503 || resp.StatusCode == 404 {
+			if !strings.Contains(body, "error") {
+				t.Errorf("no instance: %q", body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still routed after deregistration: %d %q", resp.StatusCode, body)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestTagRouting(t *testing.T) {
+	e := newEnv(t)
+	front, cart, off := newBackend(t, "front", nil), newBackend(t, "cart", nil), newBackend(t, "off", nil)
+	e.register("storefront", front, "wolke.http.path=/", "wolke.http.priority=-1")
+	e.register("cart", cart, "wolke.http.path=/api/cart", "wolke.http.strip-prefix=false")
+	e.register("hidden", off, "wolke.http.enable=false")
+	e.waitInstances("storefront", 1)
+	e.waitInstances("cart", 1)
+	for _, tc := range []struct{ path, want string }{
+		{"/", "front /"},
+		{"/articles/12", "front /articles/12"},
+		{"/api/cart/7", "cart /api/cart/7"},
+		{"/api/cartoon", "front /api/cartoon"},
+		{"/hidden/x", "front /hidden/x"},
+	} {
+		if _, body := e.get(tc.path); body != tc.want {
+			t.Errorf("GET %s = %q, want %q", tc.path, body, tc.want)
+		}
+	}
+	if e.instances("hidden") != -1 {
+		t.Errorf("a service with wolke.http.enable=false has a route")
+	}
+}
+
+func TestForwardingHeaders(t *testing.T) {
+	e := newEnv(t)
+	var mu sync.Mutex
+	var seen http.Header
+	var host string
+	b := newBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen, host = r.Header.Clone(), r.Host
+		mu.Unlock()
+	})
+	e.register("echo", b)
+	e.waitInstances("echo", 1)
+
+	resp, _ := e.get("/echo/", "X-Forwarded-For", "203.0.113.9", "Connection", "keep-alive, X-Secret", "Keep-Alive", "timeout=5")
+	mu.Lock()
+	h := seen.Clone()
+	mu.Unlock()
+	if got := h.Get("X-Forwarded-For"); got != "203.0.113.9, 127.0.0.1" {
+		t.Errorf("X-Forwarded-For %q", got)
+	}
+	if h.Get("X-Forwarded-Proto") != "http" || !strings.HasPrefix(h.Get("X-Forwarded-Host"), "127.0.0.1:") || host != h.Get("X-Forwarded-Host") {
+		t.Errorf("X-Forwarded-Proto %q Host %q (backend saw Host %q)", h.Get("X-Forwarded-Proto"), h.Get("X-Forwarded-Host"), host)
+	}
+	if fw := h.Get("Forwarded"); !strings.HasPrefix(fw, "for=127.0.0.1;host=\"127.0.0.1:") || !strings.HasSuffix(fw, ";proto=http") {
+		t.Errorf("Forwarded %q", fw)
+	}
+	if h.Get("Keep-Alive") != "" {
+		t.Errorf("hop-by-hop Keep-Alive forwarded")
+	}
+	id := h.Get("X-Request-ID")
+	if len(id) != 32 || resp.Header.Get("X-Request-ID") != id {
+		t.Errorf("request ID %q upstream, %q to the client", id, resp.Header.Get("X-Request-ID"))
+	}
+	tp := h.Get("traceparent")
+	if !validTraceparent([]byte(tp)) {
+		t.Errorf("traceparent %q", tp)
+	}
+
+	const parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	e.get("/echo/", "X-Request-ID", "my-id-1", "traceparent", parent)
+	mu.Lock()
+	h = seen.Clone()
+	mu.Unlock()
+	if h.Get("X-Request-ID") != "my-id-1" {
+		t.Errorf("caller's request ID replaced: %q", h.Get("X-Request-ID"))
+	}
+	if tp := h.Get("traceparent"); !strings.HasPrefix(tp, "00-0af7651916cd43dd8448eb211c80319c-") || tp == parent {
+		t.Errorf("traceparent %q, want the caller's trace with a new span", tp)
+	}
+}
+
+func TestWeightsAndPolicies(t *testing.T) {
+	e := newEnv(t)
+	heavy, light := newBackend(t, "heavy", nil), newBackend(t, "light", nil)
+	e.registerWeighted("w", heavy, 3, "wolke.lb=round-robin")
+	e.registerWeighted("w", light, 1, "wolke.lb=round-robin")
+	e.waitInstances("w", 2)
+	for i := 0; i < 400; i++ {
+		e.get("/w/")
+	}
+	if h, l := heavy.hits.Load(), light.hits.Load(); h != 300 || l != 100 {
+		t.Errorf("weighted round-robin 3:1 gave %d:%d", h, l)
+	}
+
+	a, b, c := newBackend(t, "a", nil), newBackend(t, "b", nil), newBackend(t, "c", nil)
+	for _, be := range []*backend{a, b, c} {
+		e.register("sticky", be, "wolke.lb=hash", "wolke.lb.hash-header=X-User")
+	}
+	e.waitInstances("sticky", 3)
+	owners := map[string]string{}
+	for round := 0; round < 3; round++ {
+		for u := 0; u < 30; u++ {
+			user := "user-" + strconv.Itoa(u)
+			resp, _ := e.get("/sticky/", "X-User", user)
+			got := resp.Header.Get("X-Backend")
+			if prev, ok := owners[user]; ok && prev != got {
+				t.Fatalf("%s moved from %s to %s", user, prev, got)
+			}
+			owners[user] = got
+		}
+	}
+	spread := map[string]int{}
+	for _, o := range owners {
+		spread[o]++
+	}
+	if len(spread) != 3 {
+		t.Errorf("30 users over 3 instances: %v", spread)
+	}
+}
+
+func TestOutlierEjectionAndReturn(t *testing.T) {
+	e := newEnv(t)
+	good, bad := newBackend(t, "good", nil), newBackend(t, "bad", nil)
+	bad.fail.Store(500)
+	tags := []string{"wolke.lb=round-robin", "wolke.outlier.failures=3", "wolke.outlier.base-ejection=300ms", "wolke.retry.attempts=1", "wolke.breaker.min-requests=1000"}
+	e.register("o", good, tags...)
+	e.register("o", bad, tags...)
+	e.waitInstances("o", 2)
+	for i := 0; i < 40; i++ {
+		e.get("/o/")
+	}
+	if n := bad.hits.Load(); n != 3 {
+		t.Errorf("bad instance got %d requests, want exactly 3 before its ejection", n)
+	}
+	var ejected bool
+	for _, r := range e.proxy.Routes() {
+		for _, in := range r.Instances {
+			if in.ID == "o-bad" && in.Ejected && in.Ejections == 1 {
+				ejected = true
+			}
+		}
+	}
+	if !ejected {
+		t.Errorf("routes do not show o-bad ejected: %+v", e.proxy.Routes())
+	}
+	// It returns after the ejection time and, healthy now, stays.
+	bad.fail.Store(0)
+	deadline := time.Now().Add(5 * time.Second)
+	for bad.hits.Load() == 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("ejected instance never came back")
+		}
+		e.get("/o/")
+		time.Sleep(10 * time.Millisecond)
+	}
+	before := bad.hits.Load()
+	for i := 0; i < 20; i++ {
+		e.get("/o/")
+	}
+	if got := bad.hits.Load() - before; got < 8 {
+		t.Errorf("returned instance got %d of 20 requests", got)
+	}
+}
+
+func TestBreakerOpensAndCloses(t *testing.T) {
+	e := newEnv(t)
+	b := newBackend(t, "b", nil)
+	b.fail.Store(500)
+	e.register("br", b, "wolke.breaker.min-requests=10", "wolke.breaker.open-timeout=300ms", "wolke.outlier.failures=1000", "wolke.retry.attempts=1")
+	e.waitInstances("br", 1)
+	var opened bool
+	for i := 0; i < 30 && !opened; i++ {
+		resp, body := e.get("/br/")
+		if resp.StatusCode == 503 && resp.Header.Get("X-Wolke-Rejected-By") == "breaker" {
+			opened = true
+			if resp.Header.Get("Retry-After") != "1" || !strings.Contains(body, "circuit breaker open") {
+				t.Errorf("open breaker answer: Retry-After %q body %q", resp.Header.Get("Retry-After"), body)
+			}
+		}
+	}
+	if !opened {
+		t.Fatal("breaker did not open")
+	}
+	hits := b.hits.Load()
+	if resp, _ := e.get("/br/"); resp.StatusCode != 503 || b.hits.Load() != hits {
+		t.Errorf("open breaker let a request through")
+	}
+	if !strings.Contains(e.metrics(), `wolke_proxy_breaker_state{service="br"} 1`) {
+		t.Error("breaker state metric does not say open")
+	}
+	b.fail.Store(0)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, _ := e.get("/br/")
+		if resp.StatusCode == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("breaker never let a probe through")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := 0; i < 10; i++ {
+		if resp, _ := e.get("/br/"); resp.StatusCode != 200 {
+			t.Fatalf("after recovery: %d", resp.StatusCode)
+		}
+	}
+	if !strings.Contains(e.metrics(), `wolke_proxy_breaker_state{service="br"} 0`) {
+		t.Error("breaker state metric does not say closed")
+	}
+}
+
+func (e *env) metrics() string {
+	resp, err := e.client.Get("http://" + e.proxy.AdminAddr() + "/metrics")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func TestRetries(t *testing.T) {
+	e := newEnv(t)
+	good, flaky := newBackend(t, "good", nil), newBackend(t, "flaky", nil)
+	flaky.fail.Store(503)
+	tags := []string{"wolke.lb=round-robin", "wolke.outlier.failures=1000", "wolke.breaker.min-requests=1000"}
+	e.register("r", good, tags...)
+	e.register("r", flaky, tags...)
+	e.waitInstances("r", 2)
+	for i := 0; i < 20; i++ {
+		if resp, _ := e.get("/r/"); resp.StatusCode != 200 {
+			t.Fatalf("GET %d: %d, a 503 must be retried on the other instance", i, resp.StatusCode)
+		}
+	}
+	var post503 int
+	for i := 0; i < 20; i++ {
+		if resp, _ := e.do(http.MethodPost, "/r/", "order"); resp.StatusCode == 503 {
+			post503++
+		}
+	}
+	if post503 == 0 {
+		t.Error("a POST answered 503 was retried: POST is not idempotent")
+	}
+
+	// A refused connection is retried for any method: the request never left.
+	dead := newBackend(t, "dead", nil)
+	dead.srv.Close()
+	e.register("c", good, tags...)
+	e.register("c", dead, tags...)
+	e.waitInstances("c", 2)
+	for i := 0; i < 20; i++ {
+		if resp, _ := e.do(http.MethodPost, "/c/", "x"); resp.StatusCode != 200 {
+			t.Fatalf("POST %d to a service with a dead instance: %d", i, resp.StatusCode)
+		}
+	}
+	if !strings.Contains(e.metrics(), `wolke_proxy_retries_total{service="c"}`) {
+		t.Error("no retry metric")
+	}
+}
+
+func TestRetryBudgetCapsRetries(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "proxy.json")
+	os.WriteFile(conf, []byte(`{"default": {"retry_budget_min_per_sec": 0, "attempts": 3, "breaker_min_requests": 100000, "outlier_failures": 100000}}`), 0o644)
+	e := newEnv(t, func(c *Config) { c.ConfigFile = conf })
+	var bs []*backend
+	for i := 0; i < 3; i++ {
+		b := newBackend(t, "b"+strconv.Itoa(i), nil)
+		b.fail.Store(503)
+		e.register("down", b)
+		bs = append(bs, b)
+	}
+	e.waitInstances("down", 3)
+	const n = 300
+	for i := 0; i < n; i++ {
+		if resp, _ := e.get("/down/"); resp.StatusCode != 503 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	var total int64
+	for _, b := range bs {
+		total += b.hits.Load()
+	}
+	retries := total - n
+	t.Logf("%d requests to a dead service: %d tries, %d retries (unbudgeted: %d)", n, total, retries, 2*n)
+	if retries > n/5+1 || retries < n/10 {
+		t.Errorf("%d retries for %d requests, want about 20%%", retries, n)
+	}
+}
+
+func TestTimeoutsAndNoGoroutineLeak(t *testing.T) {
+	e := newEnv(t)
+	release := make(chan struct{})
+	slow := newBackend(t, "slow", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	defer close(release)
+	e.register("slow", slow, "wolke.timeout=300ms", "wolke.retry.attempts=1")
+	e.waitInstances("slow", 1)
+	e.get("/slow/") // warm up connections and goroutines
+	before := runtime.NumGoroutine()
+	t0 := time.Now()
+	resp, body := e.get("/slow/")
+	if resp.StatusCode != 504 || !strings.Contains(body, "timed out") {
+		t.Errorf("never-answering upstream: %d %q", resp.StatusCode, body)
+	}
+	if d := time.Since(t0); d < 250*time.Millisecond || d > 3*time.Second {
+		t.Errorf("timeout after %v, want about 300ms", d)
+	}
+	for i := 0; i < 10; i++ {
+		e.get("/slow/")
+	}
+	e.client.Transport.(*http.Transport).CloseIdleConnections()
+	waitGoroutines(t, before+3)
+}
+
+func waitGoroutines(t *testing.T, max int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > max {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("goroutines: %d, want <= %d\n%s", runtime.NumGoroutine(), max, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	e := newEnv(t)
+	b := newBackend(t, "b", nil)
+	e.register("s", b)
+	e.waitInstances("s", 1)
+	e.get("/s/")
+	e.client.Transport.(*http.Transport).CloseIdleConnections()
+	before := runtime.NumGoroutine()
+	for _, tc := range []struct {
+		name, raw string
+		status    int
+	}{
+		{"garbage", "HELLO\r\n\r\n", 400},
+		{"no host", "GET /s/ HTTP/1.1\r\n\r\n", 400},
+		{"huge header", "GET /s/ HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 64<<10) + "\r\n\r\n", 431},
+		{"bad content-length", "POST /s/ HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400},
+		{"body too large", "POST /s/ HTTP/1.1\r\nHost: x\r\nContent-Length: " + strconv.Itoa(32<<20) + "\r\n\r\n", 413},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", e.proxy.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			io.WriteString(c, tc.raw)
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Errorf("status %d, want %d", resp.StatusCode, tc.status)
+			}
+		})
+	}
+	if resp, _ := e.get("/s/"); resp.StatusCode != 200 {
+		t.Errorf("gateway unwell after bad input: %d", resp.StatusCode)
+	}
+	e.client.Transport.(*http.Transport).CloseIdleConnections()
+	waitGoroutines(t, before+3)
+}
+
+func TestWebSocketPassThrough(t *testing.T) {
+	e := newEnv(t)
+	ws := newBackend(t, "ws", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "websocket" || r.URL.Path != "/chat" {
+			http.Error(w, "want an upgrade to /chat", 400)
+			return
+		}
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		// Echo lines until the client hangs up.
+		for {
+			line, err := brw.ReadString('\n')
+			if err != nil {
+				return
+			}
+			brw.WriteString("echo " + line)
+			brw.Flush()
+		}
+	})
+	e.register("ws", ws)
+	e.waitInstances("ws", 1)
+	c, err := net.Dial("tcp", e.proxy.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "GET /ws/chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 101 {
+		t.Fatalf("upgrade answered %d", resp.StatusCode)
+	}
+	for _, msg := range []string{"hello", "world"} {
+		io.WriteString(c, msg+"\n")
+		line, err := br.ReadString('\n')
+		if err != nil || line != "echo "+msg+"\n" {
+			t.Fatalf("echo of %q: %q %v", msg, line, err)
+		}
+	}
+}
+
+func TestStreamingResponse(t *testing.T) {
+	e := newEnv(t)
+	next := make(chan struct{})
+	sse := newBackend(t, "sse", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := 0; i < 3; i++ {
+			fmt.Fprintf(w, "data: %d\n\n", i)
+			w.(http.Flusher).Flush()
+			select {
+			case <-next:
+			case <-time.After(5 * time.Second):
+				return
+			}
+		}
+	})
+	e.register("events", sse)
+	e.waitInstances("events", 1)
+	resp, err := e.client.Get(e.base + "/events/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	for i := 0; i < 3; i++ {
+		line, err := br.ReadString('\n')
+		if err != nil || line != fmt.Sprintf("data: %d\n", i) {
+			t.Fatalf("event %d: %q %v", i, line, err)
+		}
+		br.ReadString('\n')
+		next <- struct{}{} // the next event is sent only after this one arrived
+	}
+}
+
+func TestHTTP2(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := writeTestCert(t, dir)
+	e := newEnv(t, func(c *Config) { c.TLSCert, c.TLSKey = cert, key })
+	b := newBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s", r.Header.Get("X-Forwarded-Proto"), r.URL.Path)
+	})
+	e.register("s", b)
+	e.waitInstances("s", 1)
+
+	h2 := &http.Client{Transport: &http2.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 5 * time.Second}
+	resp, err := h2.Get("https://" + e.proxy.Addr() + "/s/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || string(body) != "https /hello" {
+		t.Errorf("HTTP/2 over TLS: proto %s body %q", resp.Proto, body)
+	}
+	h1 := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 5 * time.Second}
+	resp, err = h1.Get("https://" + e.proxy.Addr() + "/s/one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 1 || string(body) != "https /one" {
+		t.Errorf("HTTP/1.1 over TLS: proto %s body %q", resp.Proto, body)
+	}
+}
+
+func TestH2C(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.H2C = true })
+	b := newBackend(t, "b", nil)
+	e.register("s", b)
+	e.waitInstances("s", 1)
+	h2c := &http.Client{Transport: &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}, Timeout: 5 * time.Second}
+	resp, err := h2c.Get(e.base + "/s/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || string(body) != "b /x" {
+		t.Errorf("h2c: %s %q", resp.Proto, body)
+	}
+	if _, body := e.get("/s/y"); body != "b /y" {
+		t.Errorf("HTTP/1.1 beside h2c: %q", body)
+	}
+}
+
+func TestAdminRoutesAndMetrics(t *testing.T) {
+	e := newEnv(t)
+	b := newBackend(t, "b", nil)
+	e.register("m", b)
+	e.waitInstances("m", 1)
+	e.get("/m/")
+	e.get("/nope")
+	resp, err := e.client.Get("http://" + e.proxy.AdminAddr() + "/v1/proxy/routes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var routes []RouteInfo
+	if err := json.NewDecoder(resp.Body).Decode(&routes); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var found bool
+	for _, r := range routes {
+		if r.Service == "m" && r.Prefix == "/m" && len(r.Instances) == 1 && r.Instances[0].Addr == b.srv.Listener.Addr().String() && r.Breaker == "closed" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("routes: %+v", routes)
+	}
+	m := e.metrics()
+	for _, want := range []string{
+		`wolke_proxy_requests_total{code="2xx",route="m:/m"} 1`,
+		`wolke_proxy_unrouted_requests_total 1`,
+		`wolke_proxy_upstream_requests_total{instance="` + b.srv.Listener.Addr().String() + `",service="m"} 1`,
+		`wolke_proxy_request_duration_seconds_count{route="m:/m"} 1`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func TestAccessLog(t *testing.T) {
+	var buf lockedBuffer
+	e := newEnv(t, func(c *Config) { c.AccessLog = &buf })
+	b := newBackend(t, "b", nil)
+	e.register("s", b)
+	e.waitInstances("s", 1)
+	e.get("/s/a?q=\"x\"", "X-Request-ID", "req-42")
+	deadline := time.Now().Add(3 * time.Second)
+	for !strings.Contains(buf.String(), "req-42") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no access log line: %q", buf.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var line map[string]any
+	if err := json.Unmarshal([]byte(strings.TrimSpace(buf.String())), &line); err != nil {
+		t.Fatalf("access log is not JSON: %v %q", err, buf.String())
+	}
+	if line["status"] != float64(200) || line["service"] != "s" || line["method"] != "GET" || line["uri"] != `/s/a?q="x"` || line["attempts"] != float64(1) {
+		t.Errorf("access log line %v", line)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestGracefulShutdownDrains(t *testing.T) {
+	e := newEnv(t)
+	started := make(chan struct{})
+	slow := newBackend(t, "slow", func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		time.Sleep(300 * time.Millisecond)
+		io.WriteString(w, "done")
+	})
+	e.register("slow", slow)
+	e.waitInstances("slow", 1)
+	got := make(chan string, 1)
+	go func() {
+		resp, err := e.client.Get(e.base + "/slow/")
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- string(b)
+	}()
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.proxy.Shutdown(ctx); err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+	if body := <-got; body != "done" {
+		t.Errorf("in-flight request during shutdown got %q", body)
+	}
+	if _, err := net.DialTimeout("tcp", e.proxy.Addr(), time.Second); err == nil {
+		t.Error("gateway still accepts after shutdown")
+	}
+}
+
+func TestReloadStaticConfig(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "proxy.json")
+	b := newBackend(t, "b", nil)
+	write := func(s string) {
+		if err := os.WriteFile(conf, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(fmt.Sprintf(`{"static": {"legacy": [{"address": %q, "port": %d}]}}`, b.host, b.port))
+	e := newEnv(t, func(c *Config) { c.ConfigFile = conf })
+	if _, body := e.get("/legacy/x"); body != "b /x" {
+		t.Fatalf("static service: %q", body)
+	}
+	write(fmt.Sprintf(`{"services": {"legacy": {"routes": [{"prefix": "/old", "strip_prefix": true}]}}, "static": {"legacy": [{"address": %q, "port": %d}]}}`, b.host, b.port))
+	if err := e.proxy.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if _, body := e.get("/old/y"); body != "b /y" {
+		t.Errorf("after reload: %q", body)
+	}
+	write(`{"default": {"attempts": 0}}`)
+	if err := e.proxy.Reload(); err == nil || !strings.Contains(err.Error(), "attempts") {
+		t.Errorf("bad config accepted: %v", err)
+	}
+	if _, body := e.get("/old/z"); body != "b /z" {
+		t.Errorf("a rejected reload changed routing: %q", body)
+	}
+}

@@ -1,0 +1,232 @@
+package proxy
+
+import (
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+
+	"github.com/wolke-platform/wolke/internal/balance"
+	"github.com/wolke-platform/wolke/internal/breaker"
+	"github.com/wolke-platform/wolke/internal/budget"
+	"github.com/wolke-platform/wolke/internal/outlier"
+	"github.com/wolke-platform/wolke/internal/servicewatch"
+)
+
+// endpoint is one instance of a service with its connection pool and statistics.
+// It outlives catalog updates that keep the instance, so pooled connections, latency
+// estimates and ejection state survive them.
+type endpoint struct {
+	inst    servicewatch.Instance
+	bal     *balance.Endpoint
+	host    outlier.Host
+	client  *fasthttp.HostClient
+	reqs    prometheus.Counter
+	errs    prometheus.Counter
+	latency prometheus.Observer
+}
+
+// service is the gateway's runtime for one catalog service.
+type service struct {
+	name string
+
+	// mu guards the fields below; the request path reads state instead.
+	mu      sync.Mutex
+	policy  Policy
+	enabled bool
+
+	state atomic.Pointer[serviceState]
+
+	retries   prometheus.Counter
+	ejections prometheus.Counter
+	rejected  *prometheus.CounterVec
+	inflight  prometheus.Gauge
+	breakerG  prometheus.Gauge
+}
+
+// serviceState is what one request of a service needs, swapped as a whole.
+type serviceState struct {
+	policy     Policy
+	lb         balance.Policy
+	endpoints  []*endpoint
+	breaker    *breaker.Breaker
+	outlier    *outlier.Detector
+	budget     *budget.Budget
+	hashHeader []byte
+	hashCookie []byte
+}
+
+func (p *Proxy) newService(name string) *service {
+	l := prometheus.Labels{"service": name}
+	s := &service{
+		name:      name,
+		retries:   p.metrics.retries.With(l),
+		ejections: p.metrics.ejections.With(l),
+		rejected:  p.metrics.rejected.MustCurryWith(l),
+		inflight:  p.metrics.inflight.With(l),
+		breakerG:  p.metrics.breaker.With(l),
+	}
+	return s
+}
+
+// update applies a new policy and instance list. Endpoints that stay keep their
+// pools and statistics; the breaker, detector and budget are rebuilt only when their
+// settings change, so a catalog update does not forget a failing service's history.
+func (p *Proxy) updateService(s *service, pol Policy, enabled bool, insts []servicewatch.Instance) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.state.Load()
+	st := &serviceState{policy: pol, hashHeader: []byte(pol.HashHeader), hashCookie: []byte(pol.HashCookie)}
+	st.lb, _ = balance.New(pol.LB) // validated by servicePolicy
+	if old != nil && sameBreaker(old.policy, pol) {
+		st.breaker = old.breaker
+	} else {
+		cfg := breaker.DefaultConfig()
+		cfg.FailureRatio = pol.BreakerFailureRatio
+		cfg.MinRequests = pol.BreakerMinRequests
+		cfg.OpenTimeout = time.Duration(pol.BreakerOpenTimeout)
+		g := s.breakerG
+		cfg.OnStateChange = func(_, to breaker.State) { g.Set(float64(to)) }
+		st.breaker = breaker.New(cfg)
+		g.Set(float64(breaker.Closed))
+	}
+	if old != nil && sameOutlier(old.policy, pol) {
+		st.outlier = old.outlier
+	} else {
+		cfg := outlier.DefaultConfig()
+		cfg.ConsecutiveFailures = pol.OutlierFailures
+		cfg.BaseEjection = time.Duration(pol.OutlierBaseEjection)
+		cfg.MaxEjection = time.Duration(pol.OutlierMaxEjection)
+		cfg.MaxEjectionPercent = pol.OutlierMaxPercent
+		ej := s.ejections
+		name := s.name
+		log := p.log
+		cfg.OnEject = func(h *outlier.Host, d time.Duration) {
+			ej.Inc()
+			log.Warn("instance ejected", "service", name, "for", d, "ejections", h.Ejections())
+		}
+		st.outlier = outlier.New(cfg)
+	}
+	if old != nil && old.policy.RetryBudgetRatio == pol.RetryBudgetRatio && old.policy.RetryBudgetMinPerSec == pol.RetryBudgetMinPerSec {
+		st.budget = old.budget
+	} else {
+		cfg := budget.DefaultConfig()
+		cfg.Ratio, cfg.MinPerSecond = pol.RetryBudgetRatio, pol.RetryBudgetMinPerSec
+		st.budget = budget.New(cfg)
+	}
+
+	prev := map[string]*endpoint{}
+	if old != nil {
+		for _, e := range old.endpoints {
+			prev[endpointKey(e.bal.ID, e.bal.Addr, e.bal.Weight)] = e
+		}
+	}
+	for _, in := range insts {
+		addr := net.JoinHostPort(in.Address, strconv.Itoa(in.Port))
+		key := endpointKey(in.EndpointID(), addr, in.Weight)
+		e := prev[key]
+		if e != nil && old.policy.ConnectTimeout == pol.ConnectTimeout && old.policy.HeaderTimeout == pol.HeaderTimeout {
+			delete(prev, key)
+		} else {
+			e = p.newEndpoint(s.name, in, addr, pol)
+		}
+		st.outlier.Track(&e.host)
+		st.endpoints = append(st.endpoints, e)
+	}
+	for _, e := range prev {
+		if old.outlier == st.outlier {
+			st.outlier.Untrack(&e.host)
+		}
+		e.client.CloseIdleConnections()
+		p.metrics.forgetEndpoint(s.name, e.bal.Addr)
+	}
+	s.policy, s.enabled = pol, enabled
+	s.state.Store(st)
+}
+
+// endpointKey identifies an endpoint that can be kept across updates: same instance,
+// address and weight (balance.Endpoint's weight is fixed once in use).
+func endpointKey(id, addr string, weight int) string {
+	return id + "\x00" + addr + "\x00" + strconv.Itoa(weight)
+}
+
+func sameBreaker(a, b Policy) bool {
+	return a.BreakerFailureRatio == b.BreakerFailureRatio && a.BreakerMinRequests == b.BreakerMinRequests &&
+		a.BreakerOpenTimeout == b.BreakerOpenTimeout
+}
+
+func sameOutlier(a, b Policy) bool {
+	return a.OutlierFailures == b.OutlierFailures && a.OutlierBaseEjection == b.OutlierBaseEjection &&
+		a.OutlierMaxEjection == b.OutlierMaxEjection && a.OutlierMaxPercent == b.OutlierMaxPercent
+}
+
+func (p *Proxy) newEndpoint(svc string, in servicewatch.Instance, addr string, pol Policy) *endpoint {
+	connect := time.Duration(pol.ConnectTimeout)
+	e := &endpoint{
+		inst: in,
+		bal:  balance.NewEndpoint(in.EndpointID(), addr, in.Weight),
+		client: &fasthttp.HostClient{
+			Addr: addr,
+			// One dial attempt per try: the gateway's own retry loop picks another
+			// instance instead of hammering a dead one.
+			Dial: func(a string) (net.Conn, error) { return fasthttp.DialTimeout(a, connect) },
+			// Idle keep-alive connections that the upstream closed are retried
+			// once by the client itself (the request never reached the service).
+			MaxIdemponentCallAttempts: 2,
+			MaxConns:                  p.cfg.MaxConnsPerInstance,
+			MaxConnWaitTimeout:        time.Duration(pol.HeaderTimeout),
+			MaxIdleConnDuration:       90 * time.Second,
+			ReadTimeout:               time.Duration(pol.HeaderTimeout),
+			WriteTimeout:              time.Duration(pol.HeaderTimeout),
+			ReadBufferSize:            16 << 10,
+			WriteBufferSize:           16 << 10,
+			StreamResponseBody:        true,
+			DisablePathNormalizing:    true,
+			NoDefaultUserAgentHeader:  true,
+		},
+	}
+	e.reqs, e.errs, e.latency = p.metrics.endpointMetrics(svc, addr)
+	return e
+}
+
+// candidates fills buf with the endpoints a try may use: not ejected by outlier
+// detection and not already tried by this request. When every endpoint is ejected it
+// falls back to all untried ones, since a maybe-bad instance beats none.
+func (st *serviceState) candidates(buf []*balance.Endpoint, tried []*endpoint) []*balance.Endpoint {
+	buf = buf[:0]
+	for _, e := range st.endpoints {
+		if !wasTried(tried, e) && !st.outlier.Ejected(&e.host) {
+			buf = append(buf, e.bal)
+		}
+	}
+	if len(buf) == 0 {
+		for _, e := range st.endpoints {
+			if !wasTried(tried, e) {
+				buf = append(buf, e.bal)
+			}
+		}
+	}
+	return buf
+}
+
+func wasTried(tried []*endpoint, e *endpoint) bool {
+	for _, t := range tried {
+		if t == e {
+			return true
+		}
+	}
+	return false
+}
+
+func (st *serviceState) endpointOf(b *balance.Endpoint) *endpoint {
+	for _, e := range st.endpoints {
+		if e.bal == b {
+			return e
+		}
+	}
+	return nil
+}
