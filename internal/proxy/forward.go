@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -63,11 +64,61 @@ func retryableStatus(code int) bool {
 		code == fasthttp.StatusGatewayTimeout
 }
 
-var schemeHTTP = []byte("http")
+// Header names in fasthttp's canonical form, so setting them skips normalization.
+var (
+	hdrRequestID   = []byte("X-Request-Id")
+	hdrTraceparent = []byte("Traceparent")
+	hdrXFF         = []byte("X-Forwarded-For")
+	hdrXFProto     = []byte("X-Forwarded-Proto")
+	hdrXFHost      = []byte("X-Forwarded-Host")
+	hdrForwarded   = []byte("Forwarded")
+	protoHTTP      = []byte("http")
+	protoHTTPS     = []byte("https")
+)
 
 // hopHeaders are meaningful for one connection only and never forwarded (RFC 9110
 // §7.6.1). Connection itself is handled by fasthttp.
 var hopHeaders = []string{"Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Upgrade"}
+
+// isHop reports which hop-by-hop header a canonical name is, as a bit.
+func isHop(k []byte) uint8 {
+	for i, h := range hopHeaders {
+		if len(k) == len(h) && string(k) == h {
+			return 1 << i
+		}
+	}
+	return 0
+}
+
+// delHopHeaders removes hop-by-hop headers in one pass over the headers; most
+// requests have none, and a Del per name would scan them seven times.
+func delHopHeaders(h *fasthttp.RequestHeader) {
+	var found uint8
+	for k := range h.All() {
+		if len(k) >= 2 && (k[0] == 'K' || k[0] == 'P' || k[0] == 'T' || k[0] == 'U') {
+			found |= isHop(k)
+		}
+	}
+	for i, name := range hopHeaders {
+		if found&(1<<i) != 0 {
+			h.Del(name)
+		}
+	}
+}
+
+func delHopHeadersResp(h *fasthttp.ResponseHeader) {
+	var found uint8
+	for k := range h.All() {
+		if len(k) >= 2 && (k[0] == 'K' || k[0] == 'P' || k[0] == 'T' || k[0] == 'U') {
+			found |= isHop(k)
+		}
+	}
+	for i, name := range hopHeaders {
+		if found&(1<<i) != 0 {
+			h.Del(name)
+		}
+	}
+}
 
 // reqInfo is what the access log and metrics need after a request is done.
 type reqInfo struct {
@@ -83,52 +134,65 @@ type reqInfo struct {
 	traceID  []byte
 }
 
+// scratch is the per-request working memory of the hot path, pooled so that a
+// request allocates nothing of its own (buffers passed to interface methods would
+// otherwise escape to the heap).
+type scratch struct {
+	info  reqInfo
+	cands [32]*balance.Endpoint
+	tried [10]*endpoint
+	id    [32]byte
+	tp    [55]byte
+	uri   [256]byte
+	fw    [256]byte
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
 // serve is the gateway's request handler on the fasthttp hot path.
 func (p *Proxy) serve(ctx *fasthttp.RequestCtx) { p.serveCtx(ctx, ctx.IsTLS()) }
 
 func (p *Proxy) serveCtx(ctx *fasthttp.RequestCtx, isTLS bool) {
-	info := reqInfo{start: time.Now()}
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	sc.info = reqInfo{start: time.Now()}
+	info := &sc.info
 	p.inflight.Add(1)
 	defer p.inflight.Add(-1)
 	req := &ctx.Request
 
-	var idBuf [32]byte
-	var uriBuf [256]byte
 	if p.access != nil {
-		info.uri = append(uriBuf[:0], req.Header.RequestURI()...)
+		info.uri = append(sc.uri[:0], req.Header.RequestURI()...)
 	}
-	info.reqID = req.Header.Peek("X-Request-ID")
+	info.reqID = req.Header.Peek("X-Request-Id")
 	if !validRequestID(info.reqID) {
-		info.reqID = newRequestID(idBuf[:0])
-		req.Header.SetBytesV("X-Request-ID", info.reqID)
+		info.reqID = newRequestID(sc.id[:0])
+		req.Header.SetCanonical(hdrRequestID, info.reqID)
 	}
-	ctx.Response.Header.SetBytesV("X-Request-ID", info.reqID)
+	ctx.Response.Header.SetCanonical(hdrRequestID, info.reqID)
 
 	r := p.table.Load().match(ctx.Host(), ctx.Path())
 	if r == nil {
 		info.status = fasthttp.StatusNotFound
 		jsonError(ctx, info.status, "no route for this host and path")
-		p.finish(ctx, &info)
+		p.finish(ctx, info)
 		return
 	}
 	info.route = r
 	svc := r.svc
 	st := svc.state.Load()
 
-	var tpBuf [55]byte
-	tp := traceparent(req.Header.Peek("traceparent"), tpBuf[:0])
-	req.Header.SetBytesV("traceparent", tp)
+	tp := traceparent(req.Header.Peek("Traceparent"), sc.tp[:0])
+	req.Header.SetCanonical(hdrTraceparent, tp)
 	info.traceID = tp[3:35]
 
-	p.rewrite(ctx, r, isTLS)
+	p.rewrite(ctx, r, isTLS, sc.fw[:0])
 
 	if req.Header.ConnectionUpgrade() && len(req.Header.Peek("Upgrade")) > 0 {
-		p.serveUpgrade(ctx, st, &info)
+		p.serveUpgrade(ctx, st, info)
 		return
 	}
-	for _, h := range hopHeaders {
-		req.Header.Del(h)
-	}
+	delHopHeaders(&req.Header)
 
 	ticket, ok := st.breaker.Allow()
 	if !ok {
@@ -137,19 +201,20 @@ func (p *Proxy) serveCtx(ctx *fasthttp.RequestCtx, isTLS bool) {
 		retryAfter(ctx, st.breaker.RetryAfter())
 		ctx.Response.Header.Set("X-Wolke-Rejected-By", "breaker")
 		jsonError(ctx, info.status, "circuit breaker open for service "+svc.name)
-		p.finish(ctx, &info)
+		p.finish(ctx, info)
 		return
 	}
 
 	svc.inflight.Inc()
-	p.forward(ctx, st, &info)
+	p.forward(ctx, st, sc)
 	svc.inflight.Dec()
 	st.breaker.Done(ticket, info.err == okResponse && info.status < 500)
-	p.finish(ctx, &info)
+	p.finish(ctx, info)
 }
 
 // forward tries instances until one answers acceptably or the retry rules say stop.
-func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *serviceState, info *reqInfo) {
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *serviceState, sc *scratch) {
+	info := &sc.info
 	req, resp := &ctx.Request, &ctx.Response
 	pol := &st.policy
 	deadline := info.start.Add(time.Duration(pol.Timeout))
@@ -157,11 +222,10 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *serviceState, info *reqInf
 	key := st.hashKey(req)
 	st.budget.Request()
 
-	var triedBuf [10]*endpoint
-	var candBuf [32]*balance.Endpoint
-	tried := triedBuf[:0]
+	tried := sc.tried[:0]
+	t0 := info.start
 	for {
-		cands := st.candidates(candBuf[:0], tried)
+		cands := st.candidates(sc.cands[:0], tried)
 		if len(cands) == 0 {
 			break
 		}
@@ -170,7 +234,6 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *serviceState, info *reqInf
 		info.ep, info.attempts = e, info.attempts+1
 
 		e.bal.Start()
-		t0 := time.Now()
 		err := e.client.DoDeadline(req, resp, deadline)
 		now := time.Now()
 		e.bal.Finish(now.Sub(t0), now)
@@ -188,7 +251,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *serviceState, info *reqInf
 		}
 		retry := info.err == connectError ||
 			(idem && (info.err == resetError || info.err == timeoutError || (info.err == okResponse && retryableStatus(info.status))))
-		if !retry || len(tried) >= pol.Attempts || len(tried) == cap(triedBuf) || !now.Before(deadline) || !st.budget.TryRetry() {
+		if !retry || len(tried) >= pol.Attempts || len(tried) == len(sc.tried) || !now.Before(deadline) || !st.budget.TryRetry() {
 			break
 		}
 		info.route.svc.retries.Inc()
@@ -196,7 +259,8 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *serviceState, info *reqInf
 			resp.CloseBodyStream()
 		}
 		resp.Reset()
-		ctx.Response.Header.SetBytesV("X-Request-ID", info.reqID)
+		ctx.Response.Header.SetCanonical(hdrRequestID, info.reqID)
+		t0 = now
 	}
 
 	switch {
@@ -210,33 +274,33 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *serviceState, info *reqInf
 		info.status = fasthttp.StatusBadGateway
 		jsonError(ctx, info.status, "upstream unreachable")
 	default:
-		for _, h := range hopHeaders {
-			resp.Header.Del(h)
-		}
-		ctx.Response.Header.SetBytesV("X-Request-ID", info.reqID)
+		delHopHeadersResp(&resp.Header)
+		resp.Header.SetCanonical(hdrRequestID, info.reqID)
 	}
 }
 
-// rewrite adds the forwarding headers and strips the route's prefix.
-func (p *Proxy) rewrite(ctx *fasthttp.RequestCtx, r *route, isTLS bool) {
+// rewrite adds the forwarding headers and strips the route's prefix. buf is
+// scratch space for the header values.
+func (p *Proxy) rewrite(ctx *fasthttp.RequestCtx, r *route, isTLS bool, buf []byte) {
 	req := &ctx.Request
-	var buf [128]byte
 	ip := appendIP(buf[:0], ctx.RemoteIP())
+	buf = ip[len(ip):] // the rest of the scratch space
 	if prior := req.Header.Peek("X-Forwarded-For"); len(prior) > 0 {
-		v := append(append(append([]byte(nil), prior...), ", "...), ip...)
-		req.Header.SetBytesV("X-Forwarded-For", v)
+		v := append(append(append(buf[:0], prior...), ", "...), ip...)
+		req.Header.SetCanonical(hdrXFF, v)
+		buf = v[len(v):]
 	} else {
-		req.Header.SetBytesV("X-Forwarded-For", ip)
+		req.Header.SetCanonical(hdrXFF, ip)
 	}
-	proto := "http"
+	proto := protoHTTP
 	if isTLS {
-		proto = "https"
+		proto = protoHTTPS
 	}
-	req.Header.Set("X-Forwarded-Proto", proto)
+	req.Header.SetCanonical(hdrXFProto, proto)
 	host := ctx.Host()
-	req.Header.SetBytesV("X-Forwarded-Host", host)
+	req.Header.SetCanonical(hdrXFHost, host)
 	// Forwarded (RFC 7239) says the same in one header; IPv6 must be quoted.
-	fw := buf[len(ip):len(ip)]
+	fw := buf[:0]
 	if prior := req.Header.Peek("Forwarded"); len(prior) > 0 {
 		fw = append(append(fw, prior...), ", "...)
 	}
@@ -246,13 +310,14 @@ func (p *Proxy) rewrite(ctx *fasthttp.RequestCtx, r *route, isTLS bool) {
 	} else {
 		fw = append(fw, ip...)
 	}
-	fw = append(append(fw, ";host="...), strconv.Quote(string(host))...)
+	fw = append(fw, ";host="...)
+	fw = appendQuoted(fw, host)
 	fw = append(append(fw, ";proto="...), proto...)
-	req.Header.SetBytesV("Forwarded", fw)
+	req.Header.SetCanonical(hdrForwarded, fw)
 
 	// Instances speak plain HTTP, whatever the client used.
 	uri := req.URI()
-	uri.SetSchemeBytes(schemeHTTP)
+	uri.SetSchemeBytes(protoHTTP)
 	if r.spec.StripPrefix && r.spec.Prefix != "/" {
 		path := uri.Path()
 		rest := path[len(r.spec.Prefix):]
@@ -262,6 +327,18 @@ func (p *Proxy) rewrite(ctx *fasthttp.RequestCtx, r *route, isTLS bool) {
 			uri.SetPathBytes(rest)
 		}
 	}
+}
+
+// appendQuoted appends s as an RFC 9110 quoted-string.
+func appendQuoted(dst, s []byte) []byte {
+	dst = append(dst, '"')
+	for _, c := range s {
+		if c == '"' || c == '\\' {
+			dst = append(dst, '\\')
+		}
+		dst = append(dst, c)
+	}
+	return append(dst, '"')
 }
 
 func (st *serviceState) hashKey(req *fasthttp.Request) uint64 {

@@ -246,7 +246,6 @@ func (l *chanListener) Addr() net.Addr { return l.addr }
 // response streams back with a flush per chunk, so server-sent events work.
 func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	var fr fasthttp.Request
-	fr.Header.DisableNormalizing()
 	fr.Header.SetMethod(r.Method)
 	fr.SetRequestURI(r.URL.RequestURI())
 	fr.Header.SetHost(r.Host)

@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"sort"
 	"sync"
@@ -93,6 +94,10 @@ type Proxy struct {
 	metrics *metrics
 	access  *accessLog
 	watcher *servicewatch.Watcher
+	// apiTransport's idle connections are closed on shutdown: a dial that completed
+	// after its query was cancelled leaves a connection that never carried a request,
+	// and an agent shutting down waits for those.
+	apiTransport *http.Transport
 
 	table    atomic.Pointer[table]
 	inflight atomic.Int64
@@ -210,6 +215,7 @@ func (p *Proxy) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("proxy: agent client: %w", err)
 	}
+	p.apiTransport = apiCfg.Transport
 	wcfg := servicewatch.DefaultConfig()
 	wcfg.Client = client
 	wcfg.Logger = p.log
@@ -348,6 +354,9 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 			p.watcher.Close()
 		}
 		p.wg.Wait()
+		if p.apiTransport != nil {
+			p.apiTransport.CloseIdleConnections()
+		}
 		if p.access != nil {
 			p.access.close()
 		}
