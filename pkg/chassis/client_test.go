@@ -58,12 +58,12 @@ func TestClientFindsAndBalances(t *testing.T) {
 			t.Fatalf("GET: %d %q", code, body)
 		}
 	}
+	// p2c over peak-EWMA latency does not spread sequential requests evenly (an
+	// instance that was slow once is avoided while its estimate decays); each new
+	// instance is tried, though (internal/balance tests the policy itself).
 	n := 0
 	hits.Range(func(k, v any) bool {
 		n++
-		if v.(*atomic.Int64).Load() < 10 {
-			t.Errorf("instance %v got only %d of 150 requests", k, v.(*atomic.Int64).Load())
-		}
 		return true
 	})
 	if n != 3 {

@@ -17,7 +17,9 @@ import (
 
 func consulClient(t testing.TB, addr string) *api.Client {
 	t.Helper()
-	c, err := api.NewClient(&api.Config{Address: addr})
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections) // before the agent's shutdown, which waits for them
+	c, err := api.NewClient(&api.Config{Address: addr, Transport: tr})
 	if err != nil {
 		t.Fatal(err)
 	}

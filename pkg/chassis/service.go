@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"regexp"
@@ -126,6 +127,8 @@ type Instance struct {
 	consul  *api.Client
 	dyn     *Dynamic
 
+	agentTransport *http.Transport
+
 	coreOnce   sync.Once
 	core       *clientCore // guarded by mu once created
 	closeOnce  sync.Once
@@ -198,7 +201,16 @@ func New(s Service) (*Instance, error) {
 	in.tp = tp
 	in.tracer = tp.Tracer("github.com/wolke-platform/wolke/pkg/chassis")
 
-	cfg := &api.Config{Address: in.set.agentURL.Host, Scheme: in.set.agentURL.Scheme, Token: in.set.Token}
+	// Our own transport, so that Close can drop its idle connections (an agent
+	// shutting down waits for connections that never carried a request).
+	in.agentTransport = &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        100,
+		MaxIdleConnsPerHost: 64, // blocking queries: one per watched service, the config, locks
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second,
+	}
+	cfg := &api.Config{Address: in.set.agentURL.Host, Scheme: in.set.agentURL.Scheme, Token: in.set.Token, Transport: in.agentTransport}
 	if in.consul, err = api.NewClient(cfg); err != nil {
 		return nil, fmt.Errorf("chassis: agent client: %w", err)
 	}
@@ -333,6 +345,7 @@ func (in *Instance) Close() {
 		if core != nil {
 			core.close()
 		}
+		in.agentTransport.CloseIdleConnections()
 		in.flushTraces()
 	})
 }
