@@ -79,6 +79,7 @@ type dispatcher struct {
 	ln     net.Listener
 	tls    *tls.Config
 	h2     *http2.Server
+	h2base *http.Server // carries the HTTP/2 connections' graceful shutdown (GOAWAY)
 	h2h    http.Handler
 	http1  *chanListener
 	mu     sync.Mutex
@@ -94,6 +95,10 @@ func (p *Proxy) newDispatcher(ln net.Listener) (*dispatcher, error) {
 		http1:  &chanListener{addr: ln.Addr(), ch: make(chan net.Conn), done: make(chan struct{})},
 		conns:  map[net.Conn]struct{}{},
 		closed: make(chan struct{}),
+	}
+	d.h2base = &http.Server{Handler: d.h2h}
+	if err := http2.ConfigureServer(d.h2base, d.h2); err != nil {
+		return nil, fmt.Errorf("proxy: http2: %w", err)
 	}
 	if p.cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(p.cfg.TLSCert, p.cfg.TLSKey)
@@ -173,7 +178,7 @@ func (d *dispatcher) serveH2(c net.Conn) {
 		d.mu.Unlock()
 		d.wg.Done()
 	}()
-	d.h2.ServeConn(c, &http2.ServeConnOpts{Handler: d.h2h, BaseConfig: &http.Server{}})
+	d.h2.ServeConn(c, &http2.ServeConnOpts{Handler: d.h2h, BaseConfig: d.h2base})
 }
 
 // Shutdown stops accepting and waits for HTTP/2 connections to finish their
@@ -187,10 +192,11 @@ func (d *dispatcher) Shutdown(ctx context.Context) error {
 	}
 	d.mu.Unlock()
 	d.ln.Close()
+	// Shutting down the base server sends GOAWAY on every HTTP/2 connection: clients
+	// finish their streams and open no new ones. What remains at the deadline is cut.
+	d.h2base.Shutdown(ctx)
 	done := make(chan struct{})
 	go func() { d.wg.Wait(); close(done) }()
-	// HTTP/2 has no graceful close in ServeConn short of GOAWAY on shutdown of a
-	// whole http.Server; wait for clients to finish, then cut what remains.
 	select {
 	case <-done:
 		return nil

@@ -20,7 +20,10 @@ import (
 	"github.com/hashicorp/consul/api"
 )
 
-var wolkeBin string
+var (
+	wolkeBin string
+	tmpDir   string // removed after the tests: for helper binaries
+)
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "wolke-e2e-")
@@ -28,6 +31,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	tmpDir = dir
 	wolkeBin = filepath.Join(dir, "wolke")
 	if bin := os.Getenv("WOLKE_BIN"); bin != "" {
 		wolkeBin = bin // a binary built elsewhere, e.g. from another commit
