@@ -85,6 +85,7 @@ SIGHUP re-reads -config; SIGINT/SIGTERM stop accepting and drain in-flight reque
 			return runProxy(cmd.Context(), cfg, logger)
 		},
 	}
+	cmd.AddCommand(newProxyValidateCmd())
 	f := cmd.Flags()
 	pf = addProxyFlags(f, "", ":8080")
 	cf = addClientFlags(cmd)
@@ -123,5 +124,27 @@ func runProxy(ctx context.Context, cfg proxy.Config, logger interface {
 				logger.Error("reload failed; the previous configuration stays", "err", err)
 			}
 		}
+	}
+}
+
+func newProxyValidateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate FILE",
+		Short: "Check a gateway policy document offline (as stored at " + proxy.DocPrefix + "<service>)",
+		Long: `Check a gateway policy document the way the gateway does before applying it:
+strict JSON (unknown fields are errors) over the default policy, then every value.
+Exit status 0 if it is valid, 1 with the reason if not.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			if _, err := proxy.ParseDoc(b); err != nil {
+				return fmt.Errorf("%s: invalid: %w", args[0], err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: valid\n", args[0])
+			return nil
+		},
 	}
 }

@@ -19,6 +19,12 @@ func (p *Proxy) adminHandler() http.Handler {
 		enc.SetIndent("", "  ")
 		enc.Encode(p.Routes())
 	})
+	mux.HandleFunc("GET /v1/proxy/policies", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(p.DocStatuses())
+	})
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte("{\"status\":\"ok\"}\n"))

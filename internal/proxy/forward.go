@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"errors"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
@@ -186,6 +187,10 @@ func (p *Proxy) serveCtx(ctx *fasthttp.RequestCtx, isTLS bool) {
 	req.Header.SetCanonical(hdrTraceparent, tp)
 	info.traceID = tp[3:35]
 
+	if f := st.policy.Fault; f != nil && p.injectFault(ctx, svc, f, info) {
+		return
+	}
+
 	p.rewrite(ctx, r, isTLS, sc.fw[:0])
 
 	if req.Header.ConnectionUpgrade() && len(req.Header.Peek("Upgrade")) > 0 {
@@ -196,12 +201,8 @@ func (p *Proxy) serveCtx(ctx *fasthttp.RequestCtx, isTLS bool) {
 
 	ticket, ok := st.breaker.Allow()
 	if !ok {
-		svc.rejected.WithLabelValues("breaker").Inc()
-		info.status, info.rejected = fasthttp.StatusServiceUnavailable, "breaker"
 		retryAfter(ctx, st.breaker.RetryAfter())
-		ctx.Response.Header.Set("X-Wolke-Rejected-By", "breaker")
-		jsonError(ctx, info.status, "circuit breaker open for service "+svc.name)
-		p.finish(ctx, info)
+		p.reject(ctx, svc, info, fasthttp.StatusServiceUnavailable, "breaker", "circuit breaker open for service "+svc.name)
 		return
 	}
 
@@ -209,6 +210,33 @@ func (p *Proxy) serveCtx(ctx *fasthttp.RequestCtx, isTLS bool) {
 	p.forward(ctx, st, sc)
 	svc.inflight.Dec()
 	st.breaker.Done(ticket, info.err == okResponse && info.status < 500)
+	p.finish(ctx, info)
+}
+
+// injectFault applies a route's fault rule; it reports whether it answered the
+// request itself.
+func (p *Proxy) injectFault(ctx *fasthttp.RequestCtx, svc *service, f *FaultPolicy, info *reqInfo) bool {
+	if f.DelayPercent > 0 && rand.Float64()*100 < f.DelayPercent {
+		time.Sleep(time.Duration(f.Delay))
+	}
+	if f.AbortPercent > 0 && rand.Float64()*100 < f.AbortPercent {
+		status := f.AbortStatus
+		if status == 0 {
+			status = fasthttp.StatusServiceUnavailable
+		}
+		p.reject(ctx, svc, info, status, "fault", "fault injected by the gateway's policy for "+svc.name)
+		return true
+	}
+	return false
+}
+
+// reject answers a request the gateway refuses itself, naming the cause in
+// X-Wolke-Rejected-By and in the rejected-requests metric.
+func (p *Proxy) reject(ctx *fasthttp.RequestCtx, svc *service, info *reqInfo, status int, cause, msg string) {
+	svc.rejected.WithLabelValues(cause).Inc()
+	info.status, info.rejected = status, cause
+	ctx.Response.Header.Set("X-Wolke-Rejected-By", cause)
+	jsonError(ctx, status, msg)
 	p.finish(ctx, info)
 }
 

@@ -36,6 +36,32 @@ type Policy struct {
 	BreakerOpenTimeout   Duration `json:"breaker_open_timeout,omitempty"`
 	RetryBudgetRatio     float64  `json:"retry_budget_ratio,omitempty"`
 	RetryBudgetMinPerSec float64  `json:"retry_budget_min_per_sec,omitempty"`
+
+	// Fault injection (chaos rehearsal), off unless given.
+	Fault *FaultPolicy `json:"fault,omitempty"`
+}
+
+// FaultPolicy delays or aborts a share of a route's requests, so that teams can
+// rehearse failures with their real clients.
+type FaultPolicy struct {
+	DelayPercent float64  `json:"delay_percent,omitempty"` // share of requests delayed, 0..100
+	Delay        Duration `json:"delay,omitempty"`
+	AbortPercent float64  `json:"abort_percent,omitempty"` // share of requests answered with AbortStatus, 0..100
+	AbortStatus  int      `json:"abort_status,omitempty"`  // default 503
+}
+
+func (f *FaultPolicy) validate() error {
+	switch {
+	case f.DelayPercent < 0 || f.DelayPercent > 100 || f.AbortPercent < 0 || f.AbortPercent > 100:
+		return fmt.Errorf("fault: percentages must be 0..100")
+	case f.DelayPercent > 0 && f.Delay <= 0:
+		return fmt.Errorf("fault: delay_percent needs a positive delay")
+	case f.Delay < 0 || time.Duration(f.Delay) > time.Hour:
+		return fmt.Errorf("fault: delay must be 0..1h")
+	case f.AbortStatus != 0 && (f.AbortStatus < 200 || f.AbortStatus > 599):
+		return fmt.Errorf("fault: abort_status must be 200..599")
+	}
+	return nil
 }
 
 // RouteSpec says which requests reach a service.
@@ -113,6 +139,11 @@ func (p Policy) Validate() error {
 	for _, r := range p.Routes {
 		if r.Prefix == "" || r.Prefix[0] != '/' {
 			return fmt.Errorf("route prefix %q must start with /", r.Prefix)
+		}
+	}
+	if p.Fault != nil {
+		if err := p.Fault.validate(); err != nil {
+			return err
 		}
 	}
 	return nil

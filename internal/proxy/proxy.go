@@ -109,6 +109,7 @@ type Proxy struct {
 	settings map[string]map[string]string       // last non-empty settings per service
 	insts    map[string][]servicewatch.Instance // catalog instances per service
 	problems map[string][]string                // per service: settings that were rejected
+	docs     map[string]*doc                    // policy documents from the KV store
 
 	srv      *fasthttp.Server
 	servers  []shutdowner
@@ -140,6 +141,7 @@ func New(cfg Config) (*Proxy, error) {
 		settings: map[string]map[string]string{},
 		insts:    map[string][]servicewatch.Instance{},
 		problems: map[string][]string{},
+		docs:     map[string]*doc{},
 	}
 	p.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	p.metrics = newMetrics(p.reg)
@@ -231,12 +233,16 @@ func (p *Proxy) Start(ctx context.Context) error {
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
-	p.wg.Add(1)
+	p.wg.Add(2)
 	go func() {
 		defer p.wg.Done()
 		if err := p.watcher.WatchCatalog(wctx); err != nil && wctx.Err() == nil {
 			p.log.Error("catalog watch stopped", "error", err)
 		}
+	}()
+	go func() {
+		defer p.wg.Done()
+		p.watchDocs(wctx, client.KV())
 	}()
 	p.rebuild()
 	p.log.Info("gateway listening", "addr", p.Addr(), "admin", p.AdminAddr(), "agent", p.cfg.APIAddr)
@@ -423,6 +429,9 @@ func (p *Proxy) applyService(name string) {
 	if raw, ok := p.static.Services[name]; ok {
 		_ = strictUnmarshal(raw, &base) // validated by loadConfig
 	}
+	if b, err := p.docPolicy(name, base); err == nil {
+		base = b
+	}
 	pol, enabled, errs := servicePolicy(name, p.cfg.Domain, base, p.settings[name])
 	p.problems[name] = nil
 	for _, e := range errs {
@@ -511,7 +520,10 @@ func (p *Proxy) Routes() []RouteInfo {
 		ri := RouteInfo{
 			Service: r.svc.name, Host: r.spec.Host, Prefix: r.spec.Prefix, StripPrefix: r.spec.StripPrefix,
 			Priority: r.spec.Priority, LB: st.lb.Name(), Breaker: st.breaker.State().String(),
-			Instances: []InstanceInfo{}, Problems: p.problems[r.svc.name],
+			Instances: []InstanceInfo{}, Problems: append([]string(nil), p.problems[r.svc.name]...),
+		}
+		if d := p.docs[r.svc.name]; d != nil && !d.status.Valid {
+			ri.Problems = append(ri.Problems, fmt.Sprintf("policy document (index %d) rejected: %s", d.status.ModifyIndex, d.status.Error))
 		}
 		for _, e := range st.endpoints {
 			ri.Instances = append(ri.Instances, InstanceInfo{

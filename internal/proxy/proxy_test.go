@@ -890,3 +890,157 @@ func TestReloadStaticConfig(t *testing.T) {
 		t.Errorf("a rejected reload changed routing: %q", body)
 	}
 }
+
+func (e *env) putDoc(service, doc string) {
+	e.t.Helper()
+	if _, err := e.api.KV().Put(&api.KVPair{Key: DocPrefix + service, Value: []byte(doc)}, nil); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// waitFor polls cond for up to 5 s.
+func (e *env) waitFor(what string, cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestPolicyDocumentsFromKV(t *testing.T) {
+	e := newEnv(t)
+	b := newBackend(t, "b", nil)
+	e.register("s", b)
+	e.waitInstances("s", 1)
+
+	e.putDoc("s", `{"routes": [{"prefix": "/shop", "strip_prefix": true}], "fault": {"abort_percent": 100, "abort_status": 418}}`)
+	e.waitFor("the document's route", func() bool { resp, _ := e.get("/shop/x"); return resp.StatusCode == 418 })
+	resp, body := e.get("/shop/x")
+	if resp.Header.Get("X-Wolke-Rejected-By") != "fault" || !strings.Contains(body, "fault injected") {
+		t.Errorf("fault answer: %v %q", resp.Header, body)
+	}
+	if !strings.Contains(e.metrics(), `wolke_proxy_rejected_total{cause="fault",service="s"}`) {
+		t.Error("no rejection metric with cause fault")
+	}
+
+	// An invalid document is refused; the previous one stays in force.
+	e.putDoc("s", `{"routes": [{"prefix": "/shop"}], "attempts": 99}`)
+	e.waitFor("the rejection to show", func() bool {
+		for _, d := range e.proxy.DocStatuses() {
+			if d.Service == "s" && !d.Valid && strings.Contains(d.Error, "attempts") && d.InForce != 0 {
+				return true
+			}
+		}
+		return false
+	})
+	if resp, _ := e.get("/shop/x"); resp.StatusCode != 418 {
+		t.Errorf("after an invalid document: %d, want the previous policy (418)", resp.StatusCode)
+	}
+	e.putDoc("s", `{"unknown_field": 1}`)
+	e.waitFor("the unknown field to be refused", func() bool {
+		for _, d := range e.proxy.DocStatuses() {
+			if d.Service == "s" && strings.Contains(d.Error, "unknown_field") {
+				return true
+			}
+		}
+		return false
+	})
+
+	// Deleting the document restores the defaults.
+	if _, err := e.api.KV().Delete(DocPrefix+"s", nil); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("the default route", func() bool { _, body := e.get("/s/y"); return body == "b /y" })
+}
+
+func TestFaultInjectionShare(t *testing.T) {
+	e := newEnv(t)
+	b := newBackend(t, "b", nil)
+	e.register("f", b)
+	e.waitInstances("f", 1)
+	e.putDoc("f", `{"fault": {"abort_percent": 10}}`)
+	e.waitFor("the fault rule", func() bool {
+		for i := 0; i < 50; i++ {
+			if resp, _ := e.get("/f/"); resp.StatusCode == 503 {
+				return true
+			}
+		}
+		return false
+	})
+	const n = 5000
+	var aborted int
+	for i := 0; i < n; i++ {
+		resp, _ := e.get("/f/")
+		switch resp.StatusCode {
+		case 503:
+			aborted++
+		case 200:
+		default:
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	share := float64(aborted) / n
+	t.Logf("10%% abort rule: %d of %d aborted (%.1f%%)", aborted, n, share*100)
+	if share < 0.08 || share > 0.12 {
+		t.Errorf("aborted %.3f, want 0.10 ± 0.02", share)
+	}
+}
+
+func TestPolicyChangeUnderLoadDropsNothing(t *testing.T) {
+	e := newEnv(t)
+	for i := 0; i < 3; i++ {
+		e.register("hot", newBackend(t, "b"+strconv.Itoa(i), nil))
+	}
+	e.waitInstances("hot", 3)
+	stop := make(chan struct{})
+	var sent, failed atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := e.client.Get(e.base + "/hot/")
+				sent.Add(1)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	lbs := []string{"round-robin", "least-request", "p2c", "hash"}
+	var idx uint64
+	for i := 0; i < 12; i++ {
+		e.putDoc("hot", fmt.Sprintf(`{"lb": %q, "timeout": "%ds", "attempts": %d}`, lbs[i%4], 10+i, 1+i%3))
+		e.waitFor("the new document", func() bool {
+			for _, d := range e.proxy.DocStatuses() {
+				if d.Service == "hot" && d.Valid && d.InForce > idx {
+					idx = d.InForce
+					return true
+				}
+			}
+			return false
+		})
+		time.Sleep(20 * time.Millisecond) // let load run on this version
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d requests across 12 policy changes, %d failed", sent.Load(), failed.Load())
+	if failed.Load() != 0 || sent.Load() < 100 {
+		t.Errorf("%d of %d requests failed during policy changes", failed.Load(), sent.Load())
+	}
+}
