@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wolke-platform/wolke/internal/balance"
 	"github.com/wolke-platform/wolke/internal/breaker"
@@ -102,7 +106,9 @@ func (in *Instance) Client() *http.Client {
 // ClientWith returns a client with its own options (a timeout, a fallback) that
 // shares the instance's connections, breakers, budgets and catalog watches.
 func (in *Instance) ClientWith(opts ClientOptions) *http.Client {
-	return &http.Client{Transport: &transport{core: in.clientCore(), opts: opts.withDefaults()}}
+	opts = opts.withDefaults()
+	core := in.clientCore()
+	return &http.Client{Transport: &transport{core: core, opts: opts, base: core.transport(opts.Timeout)}}
 }
 
 // StaticResponse builds a response for a Fallback hook: status, Content-Type and body.
@@ -123,28 +129,27 @@ func StaticResponse(req *http.Request, status int, contentType, body string) *ht
 type clientCore struct {
 	in    *Instance
 	watch *servicewatch.Watcher
-	base  *http.Transport
 
-	mu      sync.Mutex
-	targets map[string]*target
+	mu         sync.Mutex
+	targets    map[string]*target                 // guarded by mu; read through targetMap
+	targetMap  atomic.Pointer[map[string]*target] // a copy of targets, for lock-free reads
+	transports map[time.Duration]*http.Transport  // one pool per attempt timeout
+}
+
+func (c *clientCore) lookupTarget(name string) *target {
+	if m := c.targetMap.Load(); m != nil {
+		return (*m)[name]
+	}
+	return nil
 }
 
 func (in *Instance) clientCore() *clientCore {
 	in.coreOnce.Do(func() {
-		base := &http.Transport{
-			Proxy:                 nil, // instances are dialled directly, never through HTTP_PROXY
-			DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:          1024,
-			MaxIdleConnsPerHost:   256,
-			IdleConnTimeout:       60 * time.Second, // below the server's IdleTimeout (2m)
-			ExpectContinueTimeout: time.Second,
-			ForceAttemptHTTP2:     false,
-		}
 		core := &clientCore{
-			in:      in,
-			watch:   servicewatch.New(servicewatch.Config{Client: in.consul, Logger: in.log.With("component", "servicewatch")}),
-			base:    base,
-			targets: map[string]*target{},
+			in:         in,
+			watch:      servicewatch.New(servicewatch.Config{Client: in.consul, Logger: in.log.With("component", "servicewatch")}),
+			targets:    map[string]*target{},
+			transports: map[time.Duration]*http.Transport{},
 		}
 		in.mu.Lock()
 		in.core = core
@@ -154,16 +159,44 @@ func (in *Instance) clientCore() *clientCore {
 	defer in.mu.Unlock()
 	if in.core == nil {
 		// Closed: a client of a closed instance fails its requests.
-		in.core = &clientCore{in: in, watch: servicewatch.New(servicewatch.Config{Client: in.consul}), base: &http.Transport{}, targets: map[string]*target{}}
+		in.core = &clientCore{in: in, watch: servicewatch.New(servicewatch.Config{Client: in.consul}),
+			targets: map[string]*target{}, transports: map[time.Duration]*http.Transport{}}
 		in.core.watch.Close()
 	}
 	return in.core
 }
 
+// transport returns the connection pool of clients with the given attempt timeout,
+// which is its ResponseHeaderTimeout (a timer per request would cost more).
+func (c *clientCore) transport(timeout time.Duration) *http.Transport {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if tr := c.transports[timeout]; tr != nil {
+		return tr
+	}
+	tr := &http.Transport{
+		Proxy:                  nil, // instances are dialled directly, never through HTTP_PROXY
+		DialContext:            (&net.Dialer{Timeout: min(timeout, 2*time.Second), KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:           1024,
+		MaxIdleConnsPerHost:    256,
+		IdleConnTimeout:        60 * time.Second, // below the server's IdleTimeout (2m)
+		ResponseHeaderTimeout:  timeout,
+		ExpectContinueTimeout:  time.Second,
+		TLSHandshakeTimeout:    10 * time.Second,
+		MaxResponseHeaderBytes: 1 << 20,
+	}
+	c.transports[timeout] = tr
+	return tr
+}
+
 // close stops the watches and drops idle connections.
 func (c *clientCore) close() {
 	c.watch.Close()
-	c.base.CloseIdleConnections()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, tr := range c.transports {
+		tr.CloseIdleConnections()
+	}
 }
 
 // healthy counts the passing instances of a service (for Requires).
@@ -180,6 +213,13 @@ type target struct {
 	budget  *budget.Budget
 	outlier *outlier.Detector
 
+	watched atomic.Bool // the watcher has answered once: lookups no longer block
+
+	// The target's series, resolved once.
+	duration prometheus.Observer
+	retries  prometheus.Counter
+	codes    atomic.Pointer[map[int]prometheus.Counter] // copied on write
+
 	mu      sync.Mutex
 	srcData *servicewatch.Instance // identity of the instance list eps was built from
 	srcLen  int
@@ -193,6 +233,9 @@ type endpoint struct {
 }
 
 func (c *clientCore) target(name string) *target {
+	if t := c.lookupTarget(name); t != nil {
+		return t
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if t := c.targets[name]; t != nil {
@@ -217,9 +260,36 @@ func (c *clientCore) target(name string) *target {
 		budget:  budget.New(budget.DefaultConfig()),
 		outlier: outlier.New(ocfg),
 	}
+	t.duration = m.clientDuration.WithLabelValues(name)
+	t.retries = m.clientRetries.WithLabelValues(name)
 	m.clientBreaker.WithLabelValues(name).Set(0)
 	c.targets[name] = t
+	snapshot := maps.Clone(c.targets)
+	c.targetMap.Store(&snapshot)
 	return t
+}
+
+// countCode counts a request that ended with the status code (0: no response).
+func (t *target) countCode(m *metrics, code int) {
+	if cur := t.codes.Load(); cur != nil {
+		if c := (*cur)[code]; c != nil {
+			c.Inc()
+			return
+		}
+	}
+	label := "error"
+	if code > 0 {
+		label = codeLabel(code)
+	}
+	c := m.clientRequests.WithLabelValues(t.name, label)
+	t.mu.Lock()
+	next := map[int]prometheus.Counter{code: c}
+	if cur := t.codes.Load(); cur != nil {
+		maps.Copy(next, *cur)
+	}
+	t.codes.Store(&next)
+	t.mu.Unlock()
+	c.Inc()
 }
 
 // sync rebuilds the endpoints when the watcher has a new instance list (a pointer

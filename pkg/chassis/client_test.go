@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -143,9 +143,7 @@ func TestClientRetriesOnAnotherInstance(t *testing.T) {
 	})}
 	// Each service also has an instance in the catalog whose port accepts no connection.
 	deadInstance := func(service string) {
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
+		port := refusingPort(t)
 		if err := consulClient(t, agent).Agent().ServiceRegister(&api.AgentServiceRegistration{
 			ID: service + "-dead", Name: service, Address: "127.0.0.1", Port: port,
 		}); err != nil {
@@ -334,5 +332,51 @@ func TestRequiresMakesNotReady(t *testing.T) {
 	cat.stop(t)
 	if code, _ := get(t, hc, url); code != 503 {
 		t.Fatalf("ready after its dependency left: %d", code)
+	}
+}
+
+// refusingPort returns a loopback port that refuses connections for the rest of the
+// test: bound by a socket that does not listen, so no one else can take it.
+func refusingPort(t testing.TB) int {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sa.(*syscall.SockaddrInet4).Port
+}
+
+func TestClientAttemptTimeoutRetriesElsewhere(t *testing.T) {
+	agent := startAgent(t)
+	release := make(chan struct{})
+	defer close(release)
+	startInstance(t, agent, Service{Name: "uneven", Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select { // a hung instance
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})})
+	var hits sync.Map
+	fast := startInstance(t, agent, echoService("uneven", &hits))
+	caller := startInstance(t, agent, Service{Name: "caller"})
+	c := caller.ClientWith(ClientOptions{Timeout: 100 * time.Millisecond})
+	waitFor(t, 3*time.Second, "two instances", func() bool {
+		list, _ := caller.clientCore().watch.Service(context.Background(), "uneven")
+		return len(list) == 2
+	})
+	for i := 0; i < 10; i++ {
+		begin := time.Now()
+		code, body := bodyOf(t)(c.Get("http://uneven/"))
+		if code != 200 || body != fast.ID() || time.Since(begin) > time.Second {
+			t.Fatalf("GET %d: %d %q after %v", i, code, body, time.Since(begin))
+		}
 	}
 }

@@ -1,13 +1,23 @@
 package chassis
 
 import (
+	"maps"
 	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // metrics are the chassis's own series, on the instance's registry.
 type metrics struct {
+	// routes caches the RED series of each route, method and status code, so that a
+	// request costs a map read instead of label hashing and validation. The map is
+	// copied on write (new keys are rare); routesMu serialises writers.
+	routes   atomic.Pointer[map[routeKey]*routeSeries]
+	routesMu sync.Mutex
+
 	ready prometheus.Gauge
 
 	// RED of the API, per route (the ServeMux pattern that matched).
@@ -76,6 +86,49 @@ func newMetrics(reg prometheus.Registerer, name, version string) *metrics {
 		m.clientRequests, m.clientDuration, m.clientRetries, m.clientFallback, m.clientBreaker, m.clientRejected,
 		m.dynRejected)
 	return m
+}
+
+type routeKey struct {
+	route, method string
+	code          int
+}
+
+type routeSeries struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+// observe records one served request.
+func (m *metrics) observe(route, method string, code int, d time.Duration) {
+	k := routeKey{route, method, code}
+	var s *routeSeries
+	if cur := m.routes.Load(); cur != nil {
+		s = (*cur)[k]
+	}
+	if s == nil {
+		s = m.addRoute(k)
+	}
+	s.requests.Inc()
+	s.duration.Observe(d.Seconds())
+}
+
+func (m *metrics) addRoute(k routeKey) *routeSeries {
+	m.routesMu.Lock()
+	defer m.routesMu.Unlock()
+	next := map[routeKey]*routeSeries{}
+	if cur := m.routes.Load(); cur != nil {
+		if s := (*cur)[k]; s != nil {
+			return s
+		}
+		maps.Copy(next, *cur)
+	}
+	s := &routeSeries{
+		requests: m.requests.WithLabelValues(k.route, k.method, codeLabel(k.code)),
+		duration: m.duration.WithLabelValues(k.route, k.method),
+	}
+	next[k] = s
+	m.routes.Store(&next)
+	return s
 }
 
 // codes holds the label values of status codes 0–599, so that labelling allocates

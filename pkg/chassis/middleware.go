@@ -13,7 +13,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -48,7 +47,13 @@ func (in *Instance) Handler(h http.Handler) http.Handler {
 	return &middleware{in: in, next: h}
 }
 
-var rwPool = sync.Pool{New: func() any { return new(responseWriter) }}
+var (
+	rwPool = sync.Pool{New: func() any { return new(responseWriter) }}
+	// The span options as slices, so that passing them to the tracer (an interface)
+	// does not allocate a variadic slice per request.
+	serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+	clientSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
+)
 
 func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
@@ -56,24 +61,24 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	in.metrics.inflight.Inc()
 	defer in.metrics.inflight.Dec()
 
-	ctx := r.Context()
-	if r.Header.Get("Traceparent") != "" {
-		ctx = propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
-	}
-	if v := r.Header.Get(HeaderTimeout); v != "" {
-		if d, err := time.ParseDuration(v); err == nil && d > 0 {
+	ctx := extract(r.Context(), r.Header)
+	if v := r.Header[HeaderTimeout]; len(v) > 0 {
+		if d, err := time.ParseDuration(v[0]); err == nil && d > 0 {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, d)
 			defer cancel()
 		}
 	}
-	ctx, span := in.tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer))
-	ri := &reqInfo{in: in, id: r.Header.Get(HeaderRequestID)}
+	ctx, span := in.tracer.Start(ctx, r.Method, serverSpan...)
+	ri := &reqInfo{in: in}
+	if v := r.Header[HeaderRequestID]; len(v) > 0 {
+		ri.id = v[0]
+	}
 	if !validRequestID(ri.id) {
 		ri.id = span.SpanContext().TraceID().String()
 	}
 	ctx = context.WithValue(ctx, reqKey{}, ri)
-	w.Header().Set(HeaderRequestID, ri.id)
+	w.Header()[HeaderRequestID] = []string{ri.id}
 
 	rw := rwPool.Get().(*responseWriter)
 	*rw = responseWriter{ResponseWriter: w}
@@ -112,8 +117,7 @@ func (m *middleware) finish(r *http.Request, span trace.Span, start time.Time, s
 		route = "other" // not a ServeMux, or no pattern matched
 	}
 	method := methodLabel(r.Method)
-	in.metrics.requests.WithLabelValues(route, method, codeLabel(status)).Inc()
-	in.metrics.duration.WithLabelValues(route, method).Observe(elapsed.Seconds())
+	in.metrics.observe(route, method, status, elapsed)
 	if span.IsRecording() {
 		span.SetName(r.Method + " " + route)
 		span.SetAttributes(

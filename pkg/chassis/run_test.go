@@ -232,14 +232,9 @@ func TestRunStartFailures(t *testing.T) {
 		}
 	})
 	t.Run("no agent", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		dead := ln.Addr().String()
-		ln.Close()
+		dead := fmt.Sprintf("127.0.0.1:%d", refusingPort(t))
 		begin := time.Now()
-		err = Run(context.Background(), Service{Name: "s", LookupEnv: testEnv(dead, "START_TIMEOUT", "300ms"), Stdout: &logBuffer{}})
+		err := Run(context.Background(), Service{Name: "s", LookupEnv: testEnv(dead, "START_TIMEOUT", "300ms"), Stdout: &logBuffer{}})
 		if err == nil || time.Since(begin) > 3*time.Second {
 			t.Fatalf("err = %v after %v", err, time.Since(begin))
 		}

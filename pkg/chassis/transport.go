@@ -11,22 +11,20 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/wolke-platform/wolke/internal/balance"
+	"github.com/wolke-platform/wolke/internal/servicewatch"
 )
 
 // transport is the RoundTripper of the instance's clients.
 type transport struct {
 	core *clientCore
 	opts ClientOptions
+	base *http.Transport // the core's pool for opts.Timeout
 }
 
 var _ http.RoundTripper = (*transport)(nil)
-
-// errAttemptTimeout ends an attempt whose response headers did not arrive in time.
-var errAttemptTimeout = errors.New("chassis: attempt timed out waiting for the response headers")
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme != "http" || !isServiceHost(req.URL.Host) {
@@ -39,7 +37,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	start := time.Now()
 
-	ctx, span := core.in.tracer.Start(ctx, req.Method+" "+name, trace.WithSpanKind(trace.SpanKindClient))
+	ctx, span := core.in.tracer.Start(ctx, req.Method+" "+name, clientSpan...)
 	defer span.End()
 
 	ticket, ok := tg.breaker.Allow()
@@ -50,9 +48,18 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	// The first lookup of a service waits for the watcher's first answer, within the
 	// attempt timeout; later ones answer from memory.
-	lctx, cancel := context.WithTimeout(ctx, t.opts.Timeout)
-	list, err := core.watch.Service(lctx, name)
-	cancel()
+	var list []servicewatch.Instance
+	var err error
+	if tg.watched.Load() {
+		list, err = core.watch.Service(ctx, name)
+	} else {
+		lctx, cancel := context.WithTimeout(ctx, t.opts.Timeout)
+		list, err = core.watch.Service(lctx, name)
+		cancel()
+		if err == nil {
+			tg.watched.Store(true)
+		}
+	}
 	eps, bal := tg.sync(list)
 	ep := tg.pick(eps, bal, nil)
 	if ep == nil {
@@ -69,7 +76,8 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 	idempotent := replayable && isIdempotent(req)
-	var tried []*endpoint
+	var triedBuf [4]*endpoint
+	tried := triedBuf[:0]
 	var resp *http.Response
 	attempts := 0
 	for {
@@ -103,19 +111,19 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			drain(resp)
 			resp = nil
 		}
-		m.clientRetries.WithLabelValues(name).Inc()
+		tg.retries.Inc()
 		ep = next
 	}
 
 	success := resp != nil && resp.StatusCode < 500
 	// A request the caller gave up on says nothing about the service.
 	tg.breaker.Done(ticket, success || ctx.Err() != nil)
-	m.clientDuration.WithLabelValues(name).Observe(time.Since(start).Seconds())
+	tg.duration.Observe(time.Since(start).Seconds())
 	if resp == nil {
-		m.clientRequests.WithLabelValues(name, "error").Inc()
+		tg.countCode(m, 0)
 		return t.fail(req, span, &ClientError{Service: name, Attempts: attempts, Err: err})
 	}
-	m.clientRequests.WithLabelValues(name, codeLabel(resp.StatusCode)).Inc()
+	tg.countCode(m, resp.StatusCode)
 	if !success {
 		span.SetStatus(codes.Error, resp.Status)
 		if t.opts.Fallback != nil {
@@ -127,45 +135,35 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // attempt sends one attempt to ep: the caller's request with the instance's address,
-// the trace context, request ID and remaining time budget, bounded by the attempt
-// timeout until the response headers arrive.
+// the trace context, request ID and remaining time budget. The pool's
+// ResponseHeaderTimeout bounds the wait for the response headers.
 func (t *transport) attempt(ctx context.Context, req *http.Request, service string, ep *endpoint, n int) (*http.Response, error) {
-	actx, cancel := context.WithCancelCause(ctx)
-	timer := time.AfterFunc(t.opts.Timeout, func() { cancel(errAttemptTimeout) })
-	out := req.Clone(actx)
+	out := req.Clone(ctx)
 	out.URL.Host = ep.bal.Addr
 	if out.Host == "" {
 		out.Host = service
 	}
-	t.decorate(actx, out, t.opts.Timeout)
+	t.decorate(ctx, out, t.opts.Timeout)
 	if n > 1 {
-		out.Header.Set("X-Retry-Attempt", strconv.Itoa(n))
+		out.Header["X-Retry-Attempt"] = []string{strconv.Itoa(n)}
 	}
 	begin := time.Now()
 	ep.bal.Start()
-	resp, err := t.core.base.RoundTrip(out)
-	timer.Stop()
-	rtt := time.Since(begin)
+	resp, err := t.base.RoundTrip(out)
+	now := time.Now()
+	rtt := now.Sub(begin)
 	if err != nil || resp.StatusCode >= 500 {
 		// A failure counts as slow, so that p2c steers away from an instance that
 		// fails fast (a dead port answers "refused" in microseconds).
 		rtt = max(rtt, t.opts.Timeout)
 	}
-	ep.bal.Finish(rtt, time.Now())
-	if err != nil {
-		if c := context.Cause(actx); c == errAttemptTimeout && ctx.Err() == nil {
-			err = errAttemptTimeout
-		}
-		cancel(nil)
-		return nil, err
-	}
-	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
-	return resp, nil
+	ep.bal.Finish(rtt, now)
+	return resp, err
 }
 
 // decorate sets the headers every outgoing request carries.
 func (t *transport) decorate(ctx context.Context, out *http.Request, attemptTimeout time.Duration) {
-	propagator.Inject(ctx, propagation.HeaderCarrier(out.Header))
+	inject(ctx, out.Header)
 	if id := RequestID(ctx); id != "" && out.Header.Get(HeaderRequestID) == "" {
 		out.Header.Set(HeaderRequestID, id)
 	}
@@ -174,21 +172,21 @@ func (t *transport) decorate(ctx context.Context, out *http.Request, attemptTime
 		budget = min(budget, time.Until(dl))
 	}
 	if budget > 0 {
-		out.Header.Set(HeaderTimeout, strconv.FormatInt(budget.Milliseconds(), 10)+"ms")
+		out.Header[HeaderTimeout] = []string{strconv.FormatInt(budget.Milliseconds(), 10) + "ms"}
 	}
 }
 
 // direct sends a request to a URL that is not a service: as it is, with the trace
 // context and request ID.
 func (t *transport) direct(req *http.Request) (*http.Response, error) {
-	ctx, span := t.core.in.tracer.Start(req.Context(), req.Method+" "+req.URL.Host, trace.WithSpanKind(trace.SpanKindClient))
+	ctx, span := t.core.in.tracer.Start(req.Context(), req.Method+" "+req.URL.Host, clientSpan...)
 	defer span.End()
 	out := req.Clone(ctx)
-	propagator.Inject(ctx, propagation.HeaderCarrier(out.Header))
+	inject(ctx, out.Header)
 	if id := RequestID(ctx); id != "" && out.Header.Get(HeaderRequestID) == "" {
 		out.Header.Set(HeaderRequestID, id)
 	}
-	resp, err := t.core.base.RoundTrip(out)
+	resp, err := t.base.RoundTrip(out)
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
 	}
@@ -279,16 +277,4 @@ func closeBody(req *http.Request) {
 func drain(resp *http.Response) {
 	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
 	resp.Body.Close()
-}
-
-// cancelBody releases an attempt's context when the caller closes the body.
-type cancelBody struct {
-	io.ReadCloser
-	cancel context.CancelCauseFunc
-}
-
-func (b *cancelBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.cancel(nil)
-	return err
 }
