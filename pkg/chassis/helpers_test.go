@@ -153,7 +153,7 @@ func startInstance(t testing.TB, agentAddr string, s Service, env ...string) *ru
 			t.Fatalf("Run returned early: %v\n%s", r.err, logs.buf.String())
 		default:
 		}
-		return in.state.Load() == stateReady && in.registered.Load()
+		return logs.find(t, "ready") != nil
 	})
 	t.Cleanup(func() { r.stop(t) })
 	return r

@@ -93,17 +93,17 @@ func (in *Instance) keepRegistered(ctx context.Context, interval time.Duration) 
 	}
 }
 
-// deregister removes the instance from the agent and waits until the catalog no
-// longer lists it (a blocking query on the service's health entries), so that
-// every client watching the catalog is told next. It returns how long that took.
-func (in *Instance) deregister(ctx context.Context) (time.Duration, error) {
+// waitCatalog waits until the catalog lists the instance (a blocking query on the
+// service's health entries), so that "ready" means discoverable.
+func (in *Instance) waitCatalog(ctx context.Context) error {
+	_, err := in.watchOwnEntry(ctx, true)
+	return err
+}
+
+// watchOwnEntry follows the service's health entries with blocking queries until the
+// instance is listed (want true) or not (want false), and returns how long that took.
+func (in *Instance) watchOwnEntry(ctx context.Context, want bool) (time.Duration, error) {
 	start := time.Now()
-	if err := in.consul.Agent().ServiceDeregisterOpts(in.id, (&api.QueryOptions{}).WithContext(ctx)); err != nil {
-		var se api.StatusError
-		if !errors.As(err, &se) || se.Code != http.StatusNotFound {
-			return 0, err
-		}
-	}
 	var idx uint64
 	for {
 		entries, meta, err := in.consul.Health().Service(in.svc.Name, "", false,
@@ -122,7 +122,7 @@ func (in *Instance) deregister(ctx context.Context) (time.Duration, error) {
 				break
 			}
 		}
-		if !listed {
+		if listed == want {
 			return time.Since(start), nil
 		}
 		if meta.LastIndex < idx {
@@ -131,6 +131,21 @@ func (in *Instance) deregister(ctx context.Context) (time.Duration, error) {
 			idx = meta.LastIndex
 		}
 	}
+}
+
+// deregister removes the instance from the agent and waits until the catalog no
+// longer lists it (a blocking query on the service's health entries), so that
+// every client watching the catalog is told next. It returns how long that took.
+func (in *Instance) deregister(ctx context.Context) (time.Duration, error) {
+	start := time.Now()
+	if err := in.consul.Agent().ServiceDeregisterOpts(in.id, (&api.QueryOptions{}).WithContext(ctx)); err != nil {
+		var se api.StatusError
+		if !errors.As(err, &se) || se.Code != http.StatusNotFound {
+			return 0, err
+		}
+	}
+	_, err := in.watchOwnEntry(ctx, false)
+	return time.Since(start), err
 }
 
 // retry calls fn until it succeeds or ctx ends, backing off from 50 ms to 1 s with

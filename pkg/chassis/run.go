@@ -38,7 +38,8 @@ func Run(ctx context.Context, s Service) error {
 // Start: bind PORT and ADMIN_PORT (the admin port answers /health/live at once and
 // /health/ready with 503 "starting"), load the dynamic configuration, call Setup,
 // serve the API, register with the local agent (check passing if the instance is
-// ready) and log "ready". The steps that need the agent retry for START_TIMEOUT.
+// ready), wait until the catalog lists the instance and log "ready". The steps that
+// need the agent retry for START_TIMEOUT.
 //
 // Shutdown, in this order, so that no client sees an error (RELIABILITY test 14):
 //  1. /health/ready answers 503 "draining"; background work (Go, Elect) is cancelled.
@@ -137,6 +138,11 @@ func (in *Instance) serve(ctx context.Context) (err error) {
 	close(in.regDone)
 	if ready {
 		in.metrics.ready.Set(1)
+	}
+	// "ready" means discoverable: the agent pushes the registration to the catalog
+	// at once, and this waits for it (milliseconds).
+	if err := in.waitCatalog(startCtx); err != nil {
+		in.log.Warn("the catalog does not list this instance yet", "error", err.Error())
 	}
 	in.Go(func(ctx context.Context) { in.keepRegistered(ctx, in.set.Reregister) })
 	in.log.Info("ready", "addr", in.addr, "admin_addr", in.adminAddr, "startup_ms", time.Since(in.started).Milliseconds(),
