@@ -132,3 +132,36 @@ func BenchmarkClientChassis(b *testing.B) {
 	_, in := benchUpstream(b)
 	benchClient(b, in.Client(), "http://upstream/items/1")
 }
+
+// fakeUpstream answers every request at once, in memory: the client benchmarks below
+// measure the transports alone, without a network or a server.
+type fakeUpstream struct{}
+
+func (fakeUpstream) RoundTrip(req *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: 200, Status: "200 OK", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+}
+
+func benchInMemory(b *testing.B, c *http.Client, url string) {
+	req, _ := http.NewRequest("GET", url, nil)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		resp, err := c.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+}
+
+func BenchmarkClientPlainInMemory(b *testing.B) {
+	benchInMemory(b, &http.Client{Transport: fakeUpstream{}}, "http://127.0.0.1:1/items/1")
+}
+
+func BenchmarkClientChassisInMemory(b *testing.B) {
+	_, in := benchUpstream(b)
+	tr := in.Client().Transport.(*transport)
+	c := &http.Client{Transport: &transport{core: tr.core, opts: tr.opts, base: fakeUpstream{}}}
+	benchInMemory(b, c, "http://upstream/items/1")
+}

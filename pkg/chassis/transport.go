@@ -21,7 +21,7 @@ import (
 type transport struct {
 	core *clientCore
 	opts ClientOptions
-	base *http.Transport // the core's pool for opts.Timeout
+	base http.RoundTripper // the core's pool for opts.Timeout (benchmarks swap it)
 }
 
 var _ http.RoundTripper = (*transport)(nil)
@@ -37,8 +37,12 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	start := time.Now()
 
-	ctx, span := core.in.tracer.Start(ctx, req.Method+" "+name, clientSpan...)
+	ctx, span := core.in.tracer.Start(ctx, req.Method, clientSpan...)
 	defer span.End()
+	if span.IsRecording() {
+		span.SetName(req.Method + " " + name)
+		span.SetAttributes(attribute.String("http.request.method", req.Method), attribute.String("server.address", name))
+	}
 
 	ticket, ok := tg.breaker.Allow()
 	if !ok {
@@ -246,10 +250,20 @@ func (tg *target) pick(eps []*endpoint, bal []*balance.Endpoint, tried []*endpoi
 }
 
 // isServiceHost reports whether a URL host names a service: no port, no dot, a valid
-// service name (and not localhost).
+// service name (and not localhost). nameRE's rule, without the regexp's cost.
 func isServiceHost(h string) bool {
-	return h != "localhost" && nameRE.MatchString(h)
+	if len(h) == 0 || len(h) > 63 || h == "localhost" || !isLetter(h[0]) {
+		return false
+	}
+	for i := 1; i < len(h); i++ {
+		if c := h[i]; !isLetter(c) && !(c >= '0' && c <= '9') && c != '-' {
+			return false
+		}
+	}
+	return true
 }
+
+func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
 
 func isIdempotent(r *http.Request) bool {
 	switch r.Method {
