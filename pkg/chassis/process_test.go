@@ -292,9 +292,11 @@ func TestProcessRegistersAndDeregistersBeforeClosing(t *testing.T) {
 // through the client: no request fails, and none needs a retry either.
 func TestRollingRestartZeroErrors(t *testing.T) {
 	agent := startAgent(t)
+	// DEREGISTER_WAIT is the propagation bound; clients see the change in
+	// milliseconds, 500ms leaves room for a loaded test machine.
 	var procs []*proc
 	for i := 0; i < 3; i++ {
-		procs = append(procs, startHello(t, agent))
+		procs = append(procs, startHello(t, agent, "DEREGISTER_WAIT=500ms"))
 	}
 	caller := startInstance(t, agent, Service{Name: "loadgen"})
 	waitListed(t, caller, "hello", procs[0].id, procs[1].id, procs[2].id)
@@ -308,7 +310,7 @@ func TestRollingRestartZeroErrors(t *testing.T) {
 		if code := old.wait(t, 10*time.Second); code != 0 {
 			t.Fatalf("exit code %d", code)
 		}
-		procs[i] = startHello(t, agent)
+		procs[i] = startHello(t, agent, "DEREGISTER_WAIT=500ms")
 		waitListed(t, caller, "hello", procs[0].id, procs[1].id, procs[2].id)
 		before := load.ok.Load()
 		waitFor(t, 5*time.Second, "more load", func() bool { return load.ok.Load() > before+50 })
