@@ -7,7 +7,8 @@
 // them (deterministically spread: request n fails when floor(n·r) grows) get a 500.
 // /health answers the agent's HTTP check (registered every 200 ms; the agent runs it at
 // most once a second, Consul's minimum) and never fails; /slow?ms=N answers after N
-// milliseconds, and /slow-inflight says how many of those are waiting.
+// milliseconds, /slow-inflight says how many of those are waiting, and /conns how many
+// connections the backend accepted (the agent's checks included).
 //
 // On SIGTERM: deregister from the agent → wait -propagation for every gateway to drop
 // the instance → http.Server.Shutdown (stop accepting, close idle connections, let
@@ -58,8 +59,9 @@ func main() {
 	}
 	addr := ln.Addr().(*net.TCPAddr)
 
-	var served, slow atomic.Int64
+	var served, slow, conns atomic.Int64
 	mux := http.NewServeMux()
+	mux.HandleFunc("/conns", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, conns.Load()) })
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("/slow-inflight", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, slow.Load()) })
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -82,7 +84,12 @@ func main() {
 		}
 		fmt.Fprintf(w, "%s\n", *name)
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				conns.Add(1)
+			}
+		}}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
