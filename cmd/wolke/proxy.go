@@ -86,6 +86,9 @@ SIGHUP re-reads -config; SIGINT/SIGTERM stop accepting and drain in-flight reque
 		},
 	}
 	cmd.AddCommand(newProxyValidateCmd())
+	for _, sub := range proxySubcommands {
+		cmd.AddCommand(sub())
+	}
 	f := cmd.Flags()
 	pf = addProxyFlags(f, "", ":8080")
 	cf = addClientFlags(cmd)

@@ -111,8 +111,10 @@ type Limiter struct {
 	shrinking int     // of them, windows with a latency gradient below 1
 }
 
-// New returns a limiter that starts by measuring the no-load latency, at MinLimit,
-// and then continues at InitialLimit. It takes cfg by value, and panics if cfg does
+// New returns a limiter that starts by measuring the latency at InitialLimit (not
+// at MinLimit: a gateway started under load would refuse most requests for a round
+// trip) and then continues from there; a baseline taken under overload is corrected
+// by the later probes, which run at a third of the limit. It takes cfg by value, and panics if cfg does
 // not pass [Config.Validate] (check configs when loading them).
 func New(cfg Config) *Limiter {
 	if err := cfg.Validate(); err != nil {
@@ -122,7 +124,7 @@ func New(cfg Config) *Limiter {
 	l := &Limiter{cfg: cfg, clock: clockSince(cfg.Now)}
 	l.estimate = float64(cfg.InitialLimit)
 	l.saved = l.estimate
-	l.limit.Store(int64(cfg.MinLimit))
+	l.limit.Store(int64(cfg.InitialLimit))
 	l.epoch.Store(1) // probing
 	return l
 }

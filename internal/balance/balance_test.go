@@ -352,7 +352,9 @@ func TestEWMA(t *testing.T) {
 	}{
 		{"no sample", nil, 0},
 		{"first sample is the estimate", []sample{{5 * ms, 0}}, 5 * ms},
-		{"a peak replaces at once", []sample{{5 * ms, 0}, {50 * ms, time.Millisecond}}, 50 * ms},
+		{"a peak replaces at once", []sample{{5 * ms, 0}, {15 * ms, time.Millisecond}}, 15 * ms},
+		{"one stall counts at most 4x", []sample{{5 * ms, 0}, {500 * ms, time.Millisecond}}, 20 * ms},
+		{"a lasting slowdown takes over in a few requests", []sample{{1 * ms, 0}, {500 * ms, 0}, {500 * ms, 0}, {500 * ms, 0}, {500 * ms, 0}, {500 * ms, 0}}, 500 * ms},
 		{"a lower sample at once changes nothing", []sample{{50 * ms, 0}, {10 * ms, 0}}, 50 * ms},
 		{"after tau the old value weighs 1/e", []sample{{50 * ms, 0}, {10 * ms, tau}}, 24715177 /* 10ms + 40ms/e */},
 		{"long after, the new value", []sample{{50 * ms, 0}, {10 * ms, 100 * tau}}, 10 * ms},

@@ -7,9 +7,15 @@ import (
 )
 
 // tau is the time constant of the peak-EWMA latency: a sample's weight falls to 1/e
-// after tau without updates. Finagle uses 10 s as well; shorter forgets slow periods
-// too soon, longer keeps punishing an endpoint long after it recovered.
-const tau = 10 * time.Second
+// after tau without updates. Finagle uses 10 s; here an estimate raised by one stall
+// (a GC pause, a busy neighbour) would then keep an instance out of most comparisons
+// for half a minute, so the gateway forgets faster: 2 s.
+const tau = 2 * time.Second
+
+// peakCap bounds how far one sample can raise the estimate at once: a single stall
+// counts as at most peakCap× the current estimate, while a lasting slowdown still
+// takes over within a few requests (1 ms to 500 ms in five).
+const peakCap = 4
 
 // Endpoint is one upstream instance with the live statistics the policies read. Create
 // it with [NewEndpoint] (which precomputes the ID's hash for the hash policy); ID, Addr
@@ -59,6 +65,9 @@ func (e *Endpoint) Finish(rtt time.Duration, now time.Time) {
 		old := e.ewma.Load()
 		cur := math.Float64frombits(old)
 		next := sample
+		if cur > 0 && sample > peakCap*cur {
+			next = peakCap * cur
+		}
 		if sample < cur {
 			dt := nowNs - e.stamp.Load()
 			if dt < 0 {

@@ -3,6 +3,8 @@ package proxy
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/wolke-platform/wolke/internal/adaptive"
 	"github.com/wolke-platform/wolke/internal/balance"
 )
 
@@ -65,6 +68,10 @@ func retryableStatus(code int) bool {
 		code == fasthttp.StatusGatewayTimeout
 }
 
+// failurePenalty is the latency a failed try reports to the balancer; the balancer
+// caps how far one sample moves an estimate, so this means "as slow as allowed".
+const failurePenalty = time.Minute
+
 // Header names in fasthttp's canonical form, so setting them skips normalization.
 var (
 	hdrRequestID   = []byte("X-Request-Id")
@@ -73,6 +80,9 @@ var (
 	hdrXFProto     = []byte("X-Forwarded-Proto")
 	hdrXFHost      = []byte("X-Forwarded-Host")
 	hdrForwarded   = []byte("Forwarded")
+	hdrRLLimit     = []byte("Ratelimit-Limit")
+	hdrRLRemaining = []byte("Ratelimit-Remaining")
+	hdrRLReset     = []byte("Ratelimit-Reset")
 	protoHTTP      = []byte("http")
 	protoHTTPS     = []byte("https")
 )
@@ -132,7 +142,38 @@ type reqInfo struct {
 	rejected string
 	reqID    []byte
 	uri      []byte // as the client sent it, for the access log
+	identity string // the authenticated client, if the route has auth
+	claims   map[string]any
 	traceID  []byte
+	rl       rateInfo
+}
+
+// rateInfo holds the RateLimit-* header values of a rate-limited request.
+type rateInfo struct {
+	set              bool
+	limit, remaining int
+	reset            time.Duration
+}
+
+func (r *rateInfo) write(h *fasthttp.ResponseHeader, b []byte) {
+	b = strconv.AppendInt(b[:0], int64(r.limit), 10)
+	h.SetCanonical(hdrRLLimit, b)
+	b = strconv.AppendInt(b[:0], int64(r.remaining), 10)
+	h.SetCanonical(hdrRLRemaining, b)
+	b = strconv.AppendInt(b[:0], int64((r.reset+time.Second-1)/time.Second), 10)
+	h.SetCanonical(hdrRLReset, b)
+}
+
+// claim returns a JWT claim of the authenticated client as text ("" if none).
+func (i *reqInfo) claim(name string) string {
+	switch v := i.claims[name].(type) {
+	case string:
+		return v
+	case nil:
+		return ""
+	default:
+		return fmt.Sprint(v)
+	}
 }
 
 // scratch is the per-request working memory of the hot path, pooled so that a
@@ -190,6 +231,9 @@ func (p *Proxy) serveCtx(ctx *fasthttp.RequestCtx, isTLS bool) {
 	if f := st.policy.Fault; f != nil && p.injectFault(ctx, svc, f, info) {
 		return
 	}
+	if st.limiter != nil && !p.allowRate(ctx, svc, st, info, sc) {
+		return
+	}
 
 	p.rewrite(ctx, r, isTLS, sc.fw[:0])
 
@@ -206,11 +250,63 @@ func (p *Proxy) serveCtx(ctx *fasthttp.RequestCtx, isTLS bool) {
 		return
 	}
 
+	// The adaptive limit sheds what the service cannot take now, at once, instead of
+	// letting it queue into timeouts; health checks are never shed.
+	var ctok adaptive.Token
+	limited := st.conc != nil && !healthCheck(req)
+	if limited {
+		if ctok, ok = st.conc.Acquire(); !ok {
+			st.breaker.Done(ticket, true) // nothing was sent: no verdict on the service
+			ctx.Response.Header.Set("Retry-After", "1")
+			p.reject(ctx, svc, info, fasthttp.StatusServiceUnavailable, "concurrency", "over the adaptive concurrency limit of service "+svc.name)
+			return
+		}
+	}
+
 	svc.inflight.Inc()
 	p.forward(ctx, st, sc)
 	svc.inflight.Dec()
+	if limited {
+		overload := info.err == timeoutError || info.status == fasthttp.StatusServiceUnavailable
+		st.conc.Release(ctok, time.Since(info.start), overload)
+	}
 	st.breaker.Done(ticket, info.err == okResponse && info.status < 500)
 	p.finish(ctx, info)
+}
+
+// healthCheck reports requests that load shedding must let through: health checks,
+// by path or by the checkers' User-Agent.
+func healthCheck(req *fasthttp.Request) bool {
+	switch string(req.URI().Path()) {
+	case "/health", "/healthz", "/health/live", "/health/ready", "/ready", "/live":
+		return true
+	}
+	ua := req.Header.UserAgent()
+	return bytes.HasPrefix(ua, []byte("wolke Health Check")) || bytes.HasPrefix(ua, []byte("Consul Health Check"))
+}
+
+// allowRate takes a token from the route's bucket for this client, setting the
+// RateLimit-* headers; over the limit it answers 429 itself.
+func (p *Proxy) allowRate(ctx *fasthttp.RequestCtx, svc *service, st *serviceState, info *reqInfo, sc *scratch) bool {
+	var key string
+	switch st.limitKey.kind {
+	case 'i':
+		key = string(appendIP(sc.fw[:0], ctx.RemoteIP()))
+	case 'h':
+		key = string(ctx.Request.Header.PeekBytes(st.limitKey.name))
+	case 'd':
+		key = info.identity
+	case 'c':
+		key = info.claim(string(st.limitKey.name))
+	}
+	ok, limit, remaining, reset, retry := st.limiter.Allow(key)
+	info.rl = rateInfo{set: true, limit: limit, remaining: remaining, reset: reset}
+	if !ok {
+		info.rl.write(&ctx.Response.Header, sc.fw[:0])
+		retryAfter(ctx, retry)
+		p.reject(ctx, svc, info, fasthttp.StatusTooManyRequests, "rate-limit", "rate limit exceeded for service "+svc.name)
+	}
+	return ok
 }
 
 // injectFault applies a route's fault rule; it reports whether it answered the
@@ -264,13 +360,20 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *serviceState, sc *scratch)
 		e.bal.Start()
 		err := e.client.DoDeadline(req, resp, deadline)
 		now := time.Now()
-		e.bal.Finish(now.Sub(t0), now)
 		e.reqs.Inc()
 		e.latency.Observe(now.Sub(t0).Seconds())
 
 		info.err = classify(err)
 		info.status = resp.StatusCode()
 		failed := info.err != okResponse || info.status >= 500
+		// A failure counts as a very slow answer for balancing (the estimate rises by
+		// the most one sample may move it), so that an instance answering errors fast
+		// does not attract more traffic than the healthy ones.
+		rtt := now.Sub(t0)
+		if failed {
+			rtt = failurePenalty
+		}
+		e.bal.Finish(rtt, now)
 		if failed {
 			e.errs.Inc()
 			st.outlier.Failure(&e.host)
@@ -284,6 +387,13 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *serviceState, sc *scratch)
 		}
 		info.route.svc.retries.Inc()
 		if info.err == okResponse {
+			// A small error body is read so that the connection can be reused; closing
+			// an unread stream would cost a new connection per retried 5xx.
+			if cl := resp.Header.ContentLength(); cl >= 0 && cl <= 64<<10 {
+				if bs := resp.BodyStream(); bs != nil {
+					io.Copy(io.Discard, bs)
+				}
+			}
 			resp.CloseBodyStream()
 		}
 		resp.Reset()
@@ -304,6 +414,10 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *serviceState, sc *scratch)
 	default:
 		delHopHeadersResp(&resp.Header)
 		resp.Header.SetCanonical(hdrRequestID, info.reqID)
+	}
+	// The upstream's answer replaced the response: the gateway's headers go on now.
+	if info.rl.set {
+		info.rl.write(&resp.Header, sc.fw[:0])
 	}
 }
 

@@ -22,6 +22,7 @@ type metrics struct {
 	rejected   *prometheus.CounterVec   // service, cause
 	inflight   *prometheus.GaugeVec     // service
 	breaker    *prometheus.GaugeVec     // service: 0 closed, 1 open, 2 half-open
+	concLimit  *prometheus.GaugeVec     // service: the adaptive concurrency limit
 	notFound   prometheus.Counter
 
 	mu      sync.Mutex
@@ -67,13 +68,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		breaker: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "wolke_proxy_breaker_state", Help: "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
 		}, []string{"service"}),
+		concLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "wolke_proxy_concurrency_limit", Help: "The adaptive concurrency limit of a service.",
+		}, []string{"service"}),
 		notFound: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wolke_proxy_unrouted_requests_total", Help: "Requests that matched no route.",
 		}),
 		byRoute: map[string]*routeMetrics{},
 	}
 	reg.MustRegister(m.requests, m.duration, m.upReqs, m.upErrs, m.upDuration, m.retries, m.ejections,
-		m.rejected, m.inflight, m.breaker, m.notFound)
+		m.rejected, m.inflight, m.breaker, m.concLimit, m.notFound)
 	return m
 }
 

@@ -39,6 +39,47 @@ type Policy struct {
 
 	// Fault injection (chaos rehearsal), off unless given.
 	Fault *FaultPolicy `json:"fault,omitempty"`
+	// RateLimit is a token bucket per route or per client key, off unless given.
+	RateLimit *RateLimitPolicy `json:"rate_limit,omitempty"`
+	// Concurrency is the adaptive concurrency limit, on unless disabled.
+	Concurrency *ConcurrencyPolicy `json:"concurrency,omitempty"`
+}
+
+// RateLimitPolicy limits a route's request rate.
+type RateLimitPolicy struct {
+	Rate  float64 `json:"rate"`            // requests per second
+	Burst int     `json:"burst,omitempty"` // bucket size, default the rate (at least 1)
+	// Key says whose bucket a request takes from: "route" (default: one for all),
+	// "ip", "header:<name>", "identity" (the authenticated client) or "claim:<name>"
+	// (a JWT claim).
+	Key string `json:"key,omitempty"`
+	// Cluster makes Rate the limit of all live gateways together: each enforces
+	// Rate ÷ live gateways, re-computed as gateways come and go.
+	Cluster bool `json:"cluster,omitempty"`
+}
+
+func (r *RateLimitPolicy) validate() error {
+	switch {
+	case r.Rate <= 0 || r.Rate > 1e9:
+		return fmt.Errorf("rate_limit: rate must be a positive number of requests per second")
+	case r.Burst < 0:
+		return fmt.Errorf("rate_limit: burst must not be negative")
+	}
+	switch k := r.Key; {
+	case k == "", k == "route", k == "ip", k == "identity":
+	case strings.HasPrefix(k, "header:") && len(k) > len("header:"):
+	case strings.HasPrefix(k, "claim:") && len(k) > len("claim:"):
+	default:
+		return fmt.Errorf("rate_limit: key %q: want route, ip, header:<name>, identity or claim:<name>", k)
+	}
+	return nil
+}
+
+// ConcurrencyPolicy tunes the adaptive concurrency limit; it needs no tuning.
+type ConcurrencyPolicy struct {
+	Disabled bool `json:"disabled,omitempty"`
+	MinLimit int  `json:"min_limit,omitempty"`
+	MaxLimit int  `json:"max_limit,omitempty"`
 }
 
 // FaultPolicy delays or aborts a share of a route's requests, so that teams can
@@ -146,6 +187,14 @@ func (p Policy) Validate() error {
 			return err
 		}
 	}
+	if p.RateLimit != nil {
+		if err := p.RateLimit.validate(); err != nil {
+			return err
+		}
+	}
+	if c := p.Concurrency; c != nil && (c.MinLimit < 0 || c.MaxLimit < 0 || (c.MaxLimit > 0 && c.MaxLimit < c.MinLimit)) {
+		return fmt.Errorf("concurrency: limits must be positive, max >= min")
+	}
 	return nil
 }
 
@@ -160,6 +209,8 @@ var tagKeys = map[string]bool{
 	"wolke.retry.attempts": true, "wolke.outlier.failures": true,
 	"wolke.outlier.base-ejection": true, "wolke.breaker.failure-ratio": true,
 	"wolke.breaker.min-requests": true, "wolke.breaker.open-timeout": true,
+	"wolke.ratelimit": true, "wolke.ratelimit.burst": true, "wolke.ratelimit.key": true,
+	"wolke.ratelimit.cluster": true, "wolke.concurrency": true,
 }
 
 func normKey(k string) string {
@@ -270,6 +321,47 @@ func servicePolicy(name, domain string, base Policy, settings map[string]string)
 			bad("wolke.breaker.failure-ratio", v, fmt.Errorf("want a number in (0, 1]"))
 		} else {
 			p.BreakerFailureRatio = f
+		}
+	}
+
+	if v, ok := settings["wolke.ratelimit"]; ok {
+		rl := &RateLimitPolicy{}
+		if p.RateLimit != nil {
+			*rl = *p.RateLimit
+		}
+		f, err := strconv.ParseFloat(strings.TrimSuffix(v, "/s"), 64)
+		rl.Rate = f
+		if err != nil {
+			bad("wolke.ratelimit", v, fmt.Errorf("want requests per second, e.g. 100 or 100/s"))
+		} else {
+			if b, ok := settings["wolke.ratelimit.burst"]; ok {
+				if n, err := strconv.Atoi(b); err == nil {
+					rl.Burst = n
+				} else {
+					bad("wolke.ratelimit.burst", b, err)
+				}
+			}
+			if k, ok := settings["wolke.ratelimit.key"]; ok {
+				rl.Key = k
+			}
+			if c, ok := settings["wolke.ratelimit.cluster"]; ok {
+				rl.Cluster = c == "true"
+			}
+			if err := rl.validate(); err != nil {
+				bad("wolke.ratelimit", v, err)
+			} else {
+				p.RateLimit = rl
+			}
+		}
+	}
+	if v, ok := settings["wolke.concurrency"]; ok {
+		switch v {
+		case "off", "false":
+			p.Concurrency = &ConcurrencyPolicy{Disabled: true}
+		case "on", "true", "adaptive":
+			p.Concurrency = nil
+		default:
+			bad("wolke.concurrency", v, fmt.Errorf("want on or off"))
 		}
 	}
 

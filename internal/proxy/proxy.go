@@ -42,8 +42,13 @@ type Config struct {
 	TLSCert, TLSKey string // serve TLS (HTTP/2 and HTTP/1.1 by ALPN) instead of plain HTTP
 	H2C             bool   // also accept cleartext HTTP/2 (prior knowledge) on a plain listener
 
-	ConfigFile string    // static configuration (JSON), re-read by Reload
-	AccessLog  io.Writer // JSON lines; nil disables
+	ConfigFile string // static configuration (JSON), re-read by Reload
+
+	// GatewayService is the name under which the gateway registers itself in the
+	// catalog, so that gateways find each other (cluster-wide rate limits are split
+	// among the live ones); "" disables registration.
+	GatewayService string
+	AccessLog      io.Writer // JSON lines; nil disables
 
 	MaxConnsPerInstance int           // upstream connections per instance
 	MaxRequestBodySize  int           // larger bodies get 413
@@ -61,6 +66,7 @@ func DefaultConfig() Config {
 		AdminListen:         "127.0.0.1:8081",
 		APIAddr:             "127.0.0.1:8500",
 		Domain:              "wolke",
+		GatewayService:      "wolke-gateway",
 		AccessLog:           os.Stdout,
 		MaxConnsPerInstance: 1024,
 		MaxRequestBodySize:  16 << 20,
@@ -101,6 +107,12 @@ type Proxy struct {
 
 	table    atomic.Pointer[table]
 	inflight atomic.Int64
+	peers    atomic.Int64 // live gateways, this one included (cluster-wide limits)
+
+	// registration in the catalog
+	agent    *api.Agent
+	regID    string
+	ttlCheck bool
 
 	mu       sync.Mutex
 	static   staticConfig
@@ -143,6 +155,7 @@ func New(cfg Config) (*Proxy, error) {
 		problems: map[string][]string{},
 		docs:     map[string]*doc{},
 	}
+	p.peers.Store(1)
 	p.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	p.metrics = newMetrics(p.reg)
 	if err := p.loadConfig(); err != nil {
@@ -245,6 +258,19 @@ func (p *Proxy) Start(ctx context.Context) error {
 		p.watchDocs(wctx, client.KV())
 	}()
 	p.rebuild()
+	if p.cfg.GatewayService != "" {
+		if err := p.register(client); err != nil {
+			// Routing works without it; only cluster-wide limits assume one gateway.
+			p.log.Warn("could not register the gateway in the catalog", "err", err)
+		}
+		if p.ttlCheck {
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				p.keepAlive(wctx)
+			}()
+		}
+	}
 	p.log.Info("gateway listening", "addr", p.Addr(), "admin", p.AdminAddr(), "agent", p.cfg.APIAddr)
 	return nil
 }
@@ -348,6 +374,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	var err error
 	p.shutdown.Do(func() {
 		var errs []error
+		p.deregister()
 		for _, s := range p.servers {
 			if e := s.Shutdown(ctx); e != nil && !errors.Is(e, context.Canceled) {
 				errs = append(errs, e)
@@ -382,6 +409,9 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 
 // onCatalog is called by the watcher when a service's passing instances change.
 func (p *Proxy) onCatalog(name string, insts []servicewatch.Instance) {
+	if name == p.cfg.GatewayService && name != "" {
+		p.onPeers(insts)
+	}
 	p.mu.Lock()
 	if insts == nil { // the service left the catalog
 		delete(p.insts, name)

@@ -1044,3 +1044,154 @@ func TestPolicyChangeUnderLoadDropsNothing(t *testing.T) {
 		t.Errorf("%d of %d requests failed during policy changes", failed.Load(), sent.Load())
 	}
 }
+
+func TestRateLimit(t *testing.T) {
+	e := newEnv(t)
+	b := newBackend(t, "b", nil)
+	e.register("rl", b)
+	e.waitInstances("rl", 1)
+	// A burst of one second: a client starved of CPU for a moment on a busy machine
+	// does not forfeit tokens, so the admitted count measures the limiter alone.
+	e.putDoc("rl", `{"rate_limit": {"rate": 200, "burst": 200, "key": "header:X-Client"}, "concurrency": {"disabled": true}}`)
+	e.waitFor("the rate limit", func() bool { resp, _ := e.get("/rl/"); return resp.Header.Get("RateLimit-Limit") == "200" })
+
+	// One client over its limit: 429 with Retry-After and the RateLimit headers; another
+	// client has its own bucket.
+	var limited *http.Response
+	for i := 0; i < 1000 && limited == nil; i++ {
+		if resp, _ := e.get("/rl/", "X-Client", "alice"); resp.StatusCode == 429 {
+			limited = resp
+		}
+	}
+	if limited == nil {
+		t.Fatal("1000 requests in a burst of 200 at 200/s: none limited")
+	}
+	if limited.Header.Get("X-Wolke-Rejected-By") != "rate-limit" || limited.Header.Get("Retry-After") != "1" ||
+		limited.Header.Get("RateLimit-Remaining") != "0" || limited.Header.Get("RateLimit-Reset") == "" {
+		t.Errorf("429 headers: %v", limited.Header)
+	}
+	if resp, _ := e.get("/rl/", "X-Client", "bob"); resp.StatusCode != 200 {
+		t.Errorf("another client shares alice's bucket: %d", resp.StatusCode)
+	}
+
+	// Admitted rate over 3 s of offered load well above the limit: 200/s ± 5 %.
+	const dur = 3 * time.Second
+	var ok, sent atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Since(start) < dur {
+				req, _ := http.NewRequest("GET", e.base+"/rl/", nil)
+				req.Header.Set("X-Client", "carol")
+				resp, err := e.client.Do(req)
+				if err != nil {
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				sent.Add(1)
+				if resp.StatusCode == 200 {
+					ok.Add(1)
+				} else if resp.StatusCode != 429 {
+					t.Errorf("status %d (%s)", resp.StatusCode, resp.Header.Get("X-Wolke-Rejected-By"))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// Requests start until dur has passed; the last ones are admitted a moment later.
+	want := 200*dur.Seconds() + 200
+	t.Logf("offered %d in %v, admitted %d (limit 200/s × %v + burst 200 = %.0f)", sent.Load(), time.Since(start), ok.Load(), dur, want)
+	if sent.Load() < int64(2*want) {
+		t.Skipf("the machine could not offer twice the limit (%d requests)", sent.Load())
+	}
+	if got := float64(ok.Load()); got < want*0.95 || got > want*1.05 {
+		t.Errorf("admitted %v, want %.0f ± 5%%", got, want)
+	}
+}
+
+// An upstream that serves 10 requests at a time in 20 ms each (500 rps) gets far more:
+// the adaptive limit sheds the excess fast instead of queueing it.
+func TestOverloadSheds(t *testing.T) {
+	var logBuf lockedBuffer
+	e := newEnv(t, func(c *Config) { c.AccessLog = &logBuf })
+	sem := make(chan struct{}, 10)
+	slow := newBackend(t, "slow", func(w http.ResponseWriter, r *http.Request) {
+		sem <- struct{}{}
+		time.Sleep(20 * time.Millisecond)
+		<-sem
+	})
+	e.register("ov", slow, "wolke.breaker.min-requests=1000000")
+	e.waitInstances("ov", 1)
+	var okN, shed, other atomic.Int64
+	var okLat []time.Duration
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < 64; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Since(start) < 3*time.Second {
+				t0 := time.Now()
+				resp, err := e.client.Get(e.base + "/ov/")
+				if err != nil {
+					other.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				switch {
+				case resp.StatusCode == 200:
+					okN.Add(1)
+					mu.Lock()
+					okLat = append(okLat, time.Since(t0))
+					mu.Unlock()
+				case resp.StatusCode == 503 && resp.Header.Get("X-Wolke-Rejected-By") == "concurrency":
+					shed.Add(1)
+				default:
+					other.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// How long the gateway took to refuse, from its own access log (the clients' view
+	// adds their scheduling on a busy 2-core machine).
+	deadline := time.Now().Add(3 * time.Second)
+	for strings.Count(logBuf.String(), "\n") < int(okN.Load()+shed.Load()) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	var shedDur []float64
+	for _, line := range strings.Split(strings.TrimSpace(logBuf.String()), "\n") {
+		var l struct {
+			Rejected string  `json:"rejected_by"`
+			Duration float64 `json:"duration_ms"`
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.Rejected == "concurrency" {
+			shedDur = append(shedDur, l.Duration)
+		}
+	}
+	sort.Float64s(shedDur)
+	sort.Slice(okLat, func(i, j int) bool { return okLat[i] < okLat[j] })
+	if len(shedDur) == 0 || len(okLat) == 0 {
+		t.Fatalf("ok %d, shed %d: nothing was shed at 64 concurrent clients against a 10-wide upstream", okN.Load(), shed.Load())
+	}
+	p99shed := shedDur[len(shedDur)*99/100]
+	p50ok := okLat[len(okLat)/2]
+	t.Logf("ok %d (p50 %v), shed %d (gateway time p50 %.3f ms, p99 %.3f ms), other %d, upstream hits %d",
+		okN.Load(), p50ok, shed.Load(), shedDur[len(shedDur)/2], p99shed, other.Load(), slow.hits.Load())
+	if other.Load() != 0 {
+		t.Errorf("%d requests failed otherwise", other.Load())
+	}
+	if p99shed > 10 {
+		t.Errorf("p99 of a refusal %.1f ms, want < 10 ms", p99shed)
+	}
+	// Without shedding, 64 clients queue 6 deep behind 10 slots: 130 ms each.
+	if p50ok > 80*time.Millisecond {
+		t.Errorf("admitted requests took %v (p50): the excess queued instead of being shed", p50ok)
+	}
+}

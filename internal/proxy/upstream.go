@@ -3,6 +3,7 @@ package proxy
 import (
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,10 +11,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
+	"github.com/wolke-platform/wolke/internal/adaptive"
 	"github.com/wolke-platform/wolke/internal/balance"
 	"github.com/wolke-platform/wolke/internal/breaker"
 	"github.com/wolke-platform/wolke/internal/budget"
 	"github.com/wolke-platform/wolke/internal/outlier"
+	"github.com/wolke-platform/wolke/internal/ratelimit"
 	"github.com/wolke-platform/wolke/internal/servicewatch"
 )
 
@@ -46,6 +49,7 @@ type service struct {
 	rejected  *prometheus.CounterVec
 	inflight  prometheus.Gauge
 	breakerG  prometheus.Gauge
+	concLimit prometheus.Gauge
 }
 
 // serviceState is what one request of a service needs, swapped as a whole.
@@ -58,6 +62,30 @@ type serviceState struct {
 	budget     *budget.Budget
 	hashHeader []byte
 	hashCookie []byte
+
+	limiter  *ratelimit.Limiter // nil: no rate limit
+	limitKey limitKey
+	conc     *adaptive.Limiter // nil: no concurrency limit
+}
+
+// limitKey is what a rate limit counts by.
+type limitKey struct {
+	kind byte   // 'r' route, 'i' client IP, 'h' header, 'd' identity, 'c' claim
+	name []byte // the header or claim
+}
+
+func parseLimitKey(k string) limitKey {
+	switch {
+	case k == "ip":
+		return limitKey{kind: 'i'}
+	case k == "identity":
+		return limitKey{kind: 'd'}
+	case strings.HasPrefix(k, "header:"):
+		return limitKey{kind: 'h', name: []byte(strings.TrimPrefix(k, "header:"))}
+	case strings.HasPrefix(k, "claim:"):
+		return limitKey{kind: 'c', name: []byte(strings.TrimPrefix(k, "claim:"))}
+	}
+	return limitKey{kind: 'r'}
 }
 
 func (p *Proxy) newService(name string) *service {
@@ -69,6 +97,7 @@ func (p *Proxy) newService(name string) *service {
 		rejected:  p.metrics.rejected.MustCurryWith(l),
 		inflight:  p.metrics.inflight.With(l),
 		breakerG:  p.metrics.breaker.With(l),
+		concLimit: p.metrics.concLimit.With(l),
 	}
 	return s
 }
@@ -119,6 +148,37 @@ func (p *Proxy) updateService(s *service, pol Policy, enabled bool, insts []serv
 		st.budget = budget.New(cfg)
 	}
 
+	if rl := pol.RateLimit; rl != nil {
+		if old != nil && old.limiter != nil && old.policy.RateLimit != nil && *old.policy.RateLimit == *rl {
+			st.limiter = old.limiter // same limit: keep the buckets
+		} else {
+			cfg := ratelimit.DefaultConfig()
+			cfg.Rate, cfg.Burst = rl.Rate, rl.Burst
+			if rl.Cluster {
+				cfg.Share = 1 / float64(max(p.peers.Load(), 1))
+			}
+			st.limiter = ratelimit.New(cfg)
+		}
+		st.limitKey = parseLimitKey(rl.Key)
+	}
+	if c := pol.Concurrency; c == nil || !c.Disabled {
+		if old != nil && old.conc != nil && sameConcurrency(old.policy.Concurrency, c) {
+			st.conc = old.conc
+		} else {
+			cfg := adaptive.DefaultConfig()
+			if c != nil && c.MinLimit > 0 {
+				cfg.MinLimit = c.MinLimit
+			}
+			if c != nil && c.MaxLimit > 0 {
+				cfg.MaxLimit = c.MaxLimit
+			}
+			g := s.concLimit
+			cfg.OnLimitChange = func(limit int) { g.Set(float64(limit)) }
+			st.conc = adaptive.New(cfg)
+			g.Set(float64(st.conc.Limit()))
+		}
+	}
+
 	prev := map[string]*endpoint{}
 	if old != nil {
 		for _, e := range old.endpoints {
@@ -152,6 +212,13 @@ func (p *Proxy) updateService(s *service, pol Policy, enabled bool, insts []serv
 // address and weight (balance.Endpoint's weight is fixed once in use).
 func endpointKey(id, addr string, weight int) string {
 	return id + "\x00" + addr + "\x00" + strconv.Itoa(weight)
+}
+
+func sameConcurrency(a, b *ConcurrencyPolicy) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 func sameBreaker(a, b Policy) bool {
