@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -72,7 +73,11 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// upstreamConns counts the connections benchUpstream's server accepted.
+var upstreamConns atomic.Int64
+
 func benchClient(b *testing.B, c *http.Client, url string) {
+	upstreamConns.Store(0)
 	get := func() {
 		resp, err := c.Get(url)
 		if err != nil {
@@ -95,12 +100,19 @@ func benchClient(b *testing.B, c *http.Client, url string) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/float64(b.N), "cpu-µs/op")
+	b.ReportMetric(float64(upstreamConns.Load()), "conns")
 }
 
 // benchUpstream serves benchHandler on loopback, registered as service "upstream".
-func benchUpstream(b *testing.B) (addr string, caller *Instance) {
+func benchUpstream(b testing.TB) (addr string, caller *Instance) {
 	agentAddr := startAgent(b)
-	srv := httptest.NewServer(benchHandler())
+	srv := httptest.NewUnstartedServer(benchHandler())
+	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			upstreamConns.Add(1)
+		}
+	}
+	srv.Start()
 	b.Cleanup(srv.Close)
 	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	p, _ := strconv.Atoi(port)
