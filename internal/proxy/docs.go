@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,6 +17,11 @@ import (
 // wolke/gateway/routes/<service>, a JSON Policy applied over the defaults and the
 // configuration file, under the service's tags.
 const DocPrefix = "wolke/gateway/routes/"
+
+// gatewayPrefix holds everything the gateway follows in the KV store: the policy
+// documents and the documents they name (OpenAPI under wolke/gateway/openapi/). API
+// keys below it have their own store.
+const gatewayPrefix = "wolke/gateway/"
 
 // DocStatus is the state of one policy document, for the admin API.
 type DocStatus struct {
@@ -51,7 +57,7 @@ func (p *Proxy) watchDocs(ctx context.Context, kv *api.KV) {
 	fails := 0
 	for {
 		opts := (&api.QueryOptions{WaitIndex: index, WaitTime: 5 * time.Minute, AllowStale: true}).WithContext(ctx)
-		pairs, meta, err := kv.List(DocPrefix, opts)
+		pairs, meta, err := kv.List(gatewayPrefix, opts)
 		if ctx.Err() != nil {
 			return
 		}
@@ -90,7 +96,31 @@ func (p *Proxy) applyDocs(pairs api.KVPairs) []string {
 	defer p.mu.Unlock()
 	seen := map[string]bool{}
 	var changed []string
+	// Documents referenced by policies (OpenAPI): a change re-applies the services
+	// whose validation names the key.
+	others := map[string][]byte{}
 	for _, kv := range pairs {
+		if strings.HasPrefix(kv.Key, DocPrefix) || strings.HasPrefix(kv.Key, gatewayPrefix+"apikeys/") {
+			continue
+		}
+		others[kv.Key] = kv.Value
+	}
+	for key, val := range others {
+		if old, ok := p.kvDocs[key]; !ok || !bytes.Equal(old, val) {
+			p.kvDocs[key] = val
+			changed = append(changed, p.servicesUsing(key)...)
+		}
+	}
+	for key := range p.kvDocs {
+		if _, ok := others[key]; !ok {
+			delete(p.kvDocs, key)
+			changed = append(changed, p.servicesUsing(key)...)
+		}
+	}
+	for _, kv := range pairs {
+		if !strings.HasPrefix(kv.Key, DocPrefix) {
+			continue
+		}
 		name := strings.TrimPrefix(kv.Key, DocPrefix)
 		if name == "" || strings.Contains(name, "/") {
 			continue
@@ -123,6 +153,18 @@ func (p *Proxy) applyDocs(pairs api.KVPairs) []string {
 		}
 	}
 	return changed
+}
+
+// servicesUsing lists the services whose validation policy names the KV key.
+// p.mu is held.
+func (p *Proxy) servicesUsing(key string) []string {
+	var out []string
+	for name, s := range p.services {
+		if st := s.state.Load(); st != nil && st.policy.Validation != nil && st.policy.Validation.OpenAPI == key {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // DocStatuses lists the policy documents and whether each is in force.

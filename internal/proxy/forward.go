@@ -231,6 +231,9 @@ func (p *Proxy) serveCtx(ctx *fasthttp.RequestCtx, isTLS bool) {
 	if f := st.policy.Fault; f != nil && p.injectFault(ctx, svc, f, info) {
 		return
 	}
+	if !p.guard(ctx, r, st, info) {
+		return
+	}
 	if st.limiter != nil && !p.allowRate(ctx, svc, st, info, sc) {
 		return
 	}
@@ -288,18 +291,21 @@ func healthCheck(req *fasthttp.Request) bool {
 // allowRate takes a token from the route's bucket for this client, setting the
 // RateLimit-* headers; over the limit it answers 429 itself.
 func (p *Proxy) allowRate(ctx *fasthttp.RequestCtx, svc *service, st *serviceState, info *reqInfo, sc *scratch) bool {
-	var key string
+	var ok bool
+	var limit, remaining int
+	var reset, retry time.Duration
 	switch st.limitKey.kind {
 	case 'i':
-		key = string(appendIP(sc.fw[:0], ctx.RemoteIP()))
+		ok, limit, remaining, reset, retry = st.limiter.AllowBytes(appendIP(sc.fw[:0], ctx.RemoteIP()))
 	case 'h':
-		key = string(ctx.Request.Header.PeekBytes(st.limitKey.name))
+		ok, limit, remaining, reset, retry = st.limiter.AllowBytes(ctx.Request.Header.PeekBytes(st.limitKey.name))
 	case 'd':
-		key = info.identity
+		ok, limit, remaining, reset, retry = st.limiter.Allow(info.identity)
 	case 'c':
-		key = info.claim(string(st.limitKey.name))
+		ok, limit, remaining, reset, retry = st.limiter.Allow(info.claim(string(st.limitKey.name)))
+	default:
+		ok, limit, remaining, reset, retry = st.limiter.Allow("")
 	}
-	ok, limit, remaining, reset, retry := st.limiter.Allow(key)
 	info.rl = rateInfo{set: true, limit: limit, remaining: remaining, reset: reset}
 	if !ok {
 		info.rl.write(&ctx.Response.Header, sc.fw[:0])
@@ -329,10 +335,15 @@ func (p *Proxy) injectFault(ctx *fasthttp.RequestCtx, svc *service, f *FaultPoli
 // reject answers a request the gateway refuses itself, naming the cause in
 // X-Wolke-Rejected-By and in the rejected-requests metric.
 func (p *Proxy) reject(ctx *fasthttp.RequestCtx, svc *service, info *reqInfo, status int, cause, msg string) {
+	jsonError(ctx, status, msg)
+	p.rejected(ctx, svc, info, status, cause)
+}
+
+// rejected records a refusal whose answer is already written.
+func (p *Proxy) rejected(ctx *fasthttp.RequestCtx, svc *service, info *reqInfo, status int, cause string) {
 	svc.rejected.WithLabelValues(cause).Inc()
 	info.status, info.rejected = status, cause
 	ctx.Response.Header.Set("X-Wolke-Rejected-By", cause)
-	jsonError(ctx, status, msg)
 	p.finish(ctx, info)
 }
 

@@ -7,7 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wolke-platform/wolke/internal/authn"
 	"github.com/wolke-platform/wolke/internal/balance"
+	"github.com/wolke-platform/wolke/internal/reqvalidate"
 	"github.com/wolke-platform/wolke/internal/servicewatch"
 )
 
@@ -43,6 +45,12 @@ type Policy struct {
 	RateLimit *RateLimitPolicy `json:"rate_limit,omitempty"`
 	// Concurrency is the adaptive concurrency limit, on unless disabled.
 	Concurrency *ConcurrencyPolicy `json:"concurrency,omitempty"`
+	// Auth authenticates clients (JWT, API keys, Basic, forward auth); only from the
+	// configuration file or a policy document, never from tags, which any service
+	// registrant can set.
+	Auth *authn.Policy `json:"auth,omitempty"`
+	// Validation refuses malformed requests before they reach the service.
+	Validation *reqvalidate.Policy `json:"validation,omitempty"`
 }
 
 // RateLimitPolicy limits a route's request rate.
@@ -192,8 +200,19 @@ func (p Policy) Validate() error {
 			return err
 		}
 	}
-	if c := p.Concurrency; c != nil && (c.MinLimit < 0 || c.MaxLimit < 0 || (c.MaxLimit > 0 && c.MaxLimit < c.MinLimit)) {
-		return fmt.Errorf("concurrency: limits must be positive, max >= min")
+	if p.Auth != nil {
+		if err := p.Auth.Validate(); err != nil {
+			return fmt.Errorf("auth: %w", err)
+		}
+	}
+	if p.Validation != nil {
+		if err := p.Validation.Validate(); err != nil {
+			return fmt.Errorf("validation: %w", err)
+		}
+	}
+	if c := p.Concurrency; c != nil && (c.MinLimit < 0 || c.MaxLimit < 0 || c.MinLimit > max(c.MaxLimit, 1000) ||
+		(c.MaxLimit > 0 && c.MaxLimit < c.MinLimit)) {
+		return fmt.Errorf("concurrency: limits must be positive, max >= min (min at most 1000 without a max)")
 	}
 	return nil
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/valyala/fasthttp"
 
+	"github.com/wolke-platform/wolke/internal/authn"
 	"github.com/wolke-platform/wolke/internal/servicewatch"
 )
 
@@ -108,6 +109,11 @@ type Proxy struct {
 	table    atomic.Pointer[table]
 	inflight atomic.Int64
 	peers    atomic.Int64 // live gateways, this one included (cluster-wide limits)
+	// bodyLimits is set once any route limits request bodies below the server's
+	// limit; until then the header hook has nothing to do.
+	bodyLimits atomic.Bool
+	authDeps   authn.Deps
+	apiKeys    *authn.APIKeyStore
 
 	// registration in the catalog
 	agent    *api.Agent
@@ -122,6 +128,7 @@ type Proxy struct {
 	insts    map[string][]servicewatch.Instance // catalog instances per service
 	problems map[string][]string                // per service: settings that were rejected
 	docs     map[string]*doc                    // policy documents from the KV store
+	kvDocs   map[string][]byte                  // other documents under wolke/gateway/ (OpenAPI), by key
 
 	srv      *fasthttp.Server
 	servers  []shutdowner
@@ -154,6 +161,7 @@ func New(cfg Config) (*Proxy, error) {
 		insts:    map[string][]servicewatch.Instance{},
 		problems: map[string][]string{},
 		docs:     map[string]*doc{},
+		kvDocs:   map[string][]byte{},
 	}
 	p.peers.Store(1)
 	p.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -231,6 +239,19 @@ func (p *Proxy) Start(ctx context.Context) error {
 		return fmt.Errorf("proxy: agent client: %w", err)
 	}
 	p.apiTransport = apiCfg.Transport
+	p.apiKeys = authn.NewAPIKeyStore(client, p.log)
+	p.authDeps = authn.Deps{KV: authn.NewConsulKV(client), APIKeys: p.apiKeys, HTTP: &fasthttp.Client{
+		ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, NoDefaultUserAgentHeader: true,
+	}, Logger: p.log}
+	{
+		// API keys are read once before serving, so that no valid key is refused at
+		// start; the store keeps following the KV store afterwards.
+		kctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		if err := p.apiKeys.Start(kctx); err != nil {
+			p.log.Warn("API keys not read yet; the store keeps trying", "err", err)
+		}
+		cancel()
+	}
 	wcfg := servicewatch.DefaultConfig()
 	wcfg.Client = client
 	wcfg.Logger = p.log
@@ -386,6 +407,9 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		if p.watcher != nil {
 			p.watcher.Close()
 		}
+		if p.apiKeys != nil {
+			p.apiKeys.Close()
+		}
 		p.wg.Wait()
 		if p.apiTransport != nil {
 			p.apiTransport.CloseIdleConnections()
@@ -398,6 +422,9 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 			if st := s.state.Load(); st != nil {
 				for _, e := range st.endpoints {
 					e.client.CloseIdleConnections()
+				}
+				if st.auth != nil {
+					st.auth.Close()
 				}
 			}
 		}
@@ -434,6 +461,9 @@ func (p *Proxy) applyService(name string) {
 				for _, e := range st.endpoints {
 					e.client.CloseIdleConnections()
 					p.metrics.forgetEndpoint(name, e.bal.Addr)
+				}
+				if st.auth != nil {
+					st.auth.Close()
 				}
 			}
 			delete(p.services, name)

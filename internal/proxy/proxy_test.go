@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/hashicorp/consul/api"
 	"golang.org/x/net/http2"
 
@@ -1193,5 +1195,113 @@ func TestOverloadSheds(t *testing.T) {
 	// Without shedding, 64 clients queue 6 deep behind 10 slots: 130 ms each.
 	if p50ok > 80*time.Millisecond {
 		t.Errorf("admitted requests took %v (p50): the excess queued instead of being shed", p50ok)
+	}
+}
+
+func TestAuthAndValidation(t *testing.T) {
+	e := newEnv(t)
+	var mu sync.Mutex
+	var seenIdentity []string
+	b := newBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seenIdentity = append(seenIdentity, r.Header.Get("X-Wolke-Identity"))
+		mu.Unlock()
+		io.WriteString(w, "ok")
+	})
+	e.register("secure", b)
+	e.register("open", b)
+	e.waitInstances("secure", 1)
+	e.waitInstances("open", 1)
+
+	secret := []byte("0123456789abcdef0123456789abcdef-wolke")
+	jwks := fmt.Sprintf(`{"keys":[{"kty":"oct","kid":"k1","alg":"HS256","k":%q}]}`, base64.RawURLEncoding.EncodeToString(secret))
+	if _, err := e.api.KV().Put(&api.KVPair{Key: "wolke/gateway/jwks", Value: []byte(jwks)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.putDoc("secure", `{"auth": {"jwt": {"jwks_key": "wolke/gateway/jwks", "issuer": "shop", "audience": ["gateway"], "required_claims": {"role": "buyer"}}},
+		"validation": {"methods": ["GET", "POST"], "max_body_bytes": 1024, "content_types": ["application/json"]}}`)
+	e.waitFor("auth on the route", func() bool { resp, _ := e.get("/secure/"); return resp.StatusCode == 401 })
+	mu.Lock()
+	seenIdentity = nil // what passed before the policy applied
+	mu.Unlock()
+
+	token := func(claims jwt.MapClaims) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
+		tok.Header["kid"] = "k1"
+		s, err := tok.SignedString(secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	now := time.Now()
+	good := token(jwt.MapClaims{"sub": "alice", "iss": "shop", "aud": "gateway", "role": "buyer", "exp": now.Add(time.Hour).Unix()})
+	noRole := token(jwt.MapClaims{"sub": "bob", "iss": "shop", "aud": "gateway", "exp": now.Add(time.Hour).Unix()})
+	expired := token(jwt.MapClaims{"sub": "carol", "iss": "shop", "aud": "gateway", "role": "buyer", "exp": now.Add(-time.Hour).Unix()})
+
+	for _, tc := range []struct {
+		name   string
+		method string
+		hdr    []string
+		body   string
+		status int
+		by     string
+	}{
+		{"no token", "GET", nil, "", 401, "auth"},
+		{"good token", "GET", []string{"Authorization", "Bearer " + good}, "", 200, ""},
+		{"forged identity is replaced", "GET", []string{"Authorization", "Bearer " + good, "X-Wolke-Identity", "admin"}, "", 200, ""},
+		{"expired", "GET", []string{"Authorization", "Bearer " + expired}, "", 401, "auth"},
+		{"missing claim", "GET", []string{"Authorization", "Bearer " + noRole}, "", 403, "auth"},
+		{"garbage token", "GET", []string{"Authorization", "Bearer x.y.z"}, "", 401, "auth"},
+		{"method not allowed", "DELETE", []string{"Authorization", "Bearer " + good}, "", 405, "validation"},
+		{"wrong content type", "POST", []string{"Authorization", "Bearer " + good, "Content-Type", "text/plain"}, "hi", 415, "validation"},
+		{"body too large", "POST", []string{"Authorization", "Bearer " + good, "Content-Type", "application/json"}, strings.Repeat("x", 2048), 413, ""},
+		{"good post", "POST", []string{"Authorization", "Bearer " + good, "Content-Type", "application/json"}, `{"a":1}`, 200, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := e.do(tc.method, "/secure/x", tc.body, tc.hdr...)
+			if resp.StatusCode != tc.status || (tc.by != "" && resp.Header.Get("X-Wolke-Rejected-By") != tc.by) {
+				t.Errorf("status %d rejected-by %q body %q; want %d %q", resp.StatusCode, resp.Header.Get("X-Wolke-Rejected-By"), body, tc.status, tc.by)
+			}
+			if tc.status == 401 && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
+				t.Errorf("401 without a Bearer challenge: %q", resp.Header.Get("WWW-Authenticate"))
+			}
+		})
+	}
+	// A route without auth: a client-sent identity never reaches the service.
+	e.get("/open/", "X-Wolke-Identity", "admin")
+	mu.Lock()
+	defer mu.Unlock()
+	for _, id := range seenIdentity {
+		if id != "" && id != "alice" {
+			t.Errorf("the service saw identity %q", id)
+		}
+	}
+	if len(seenIdentity) < 3 || seenIdentity[0] != "alice" || seenIdentity[len(seenIdentity)-1] != "" {
+		t.Errorf("identities seen upstream: %q", seenIdentity)
+	}
+}
+
+// A policy that cannot be built (an API-key route's JWKS missing, an invalid OpenAPI
+// document) closes the route rather than leave it open.
+func TestBrokenPolicyFailsClosed(t *testing.T) {
+	e := newEnv(t)
+	e.register("s", newBackend(t, "b", nil))
+	e.waitInstances("s", 1)
+	if _, err := e.api.KV().Put(&api.KVPair{Key: "wolke/gateway/openapi/s", Value: []byte(`{"openapi": "3.0.0", "paths": 7}`)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.putDoc("s", `{"validation": {"openapi": "wolke/gateway/openapi/s"}}`)
+	e.waitFor("the route to close", func() bool {
+		resp, body := e.get("/s/x")
+		return resp.StatusCode == 503 && strings.Contains(body, "policy") && resp.Header.Get("X-Wolke-Rejected-By") == "config"
+	})
+	doc := `{"openapi": "3.0.0", "info": {"title": "s", "version": "1"}, "paths": {"/x": {"get": {"responses": {"200": {"description": "ok"}}}}}}`
+	if _, err := e.api.KV().Put(&api.KVPair{Key: "wolke/gateway/openapi/s", Value: []byte(doc)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("the route to open with the fixed document", func() bool { resp, _ := e.get("/s/x"); return resp.StatusCode == 200 })
+	if resp, body := e.get("/s/nope"); resp.StatusCode != 404 || !strings.Contains(body, "violation") {
+		t.Errorf("a path outside the document: %d %q", resp.StatusCode, body)
 	}
 }

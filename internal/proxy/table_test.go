@@ -162,3 +162,28 @@ func TestRequestID(t *testing.T) {
 		t.Errorf("newRequestID = %q", id)
 	}
 }
+
+func TestConcurrencyPolicyBounds(t *testing.T) {
+	for _, doc := range []string{
+		`{"concurrency": {"min_limit": 50}}`,
+		`{"concurrency": {"max_limit": 10}}`,
+		`{"concurrency": {"min_limit": 2000, "max_limit": 3000}}`,
+	} {
+		pol, err := ParseDoc([]byte(doc))
+		if err != nil {
+			t.Fatalf("%s: %v", doc, err)
+		}
+		p, err := New(Config{MaxConnsPerInstance: 1, MaxRequestBodySize: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := p.newService("s")
+		p.updateService(s, pol, true, nil) // must not panic
+		if l := s.state.Load().conc.Limit(); l < max(pol.Concurrency.MinLimit, 1) {
+			t.Errorf("%s: limit %d", doc, l)
+		}
+	}
+	if _, err := ParseDoc([]byte(`{"concurrency": {"min_limit": 5000}}`)); err == nil {
+		t.Error("min_limit 5000 without max_limit accepted")
+	}
+}

@@ -12,11 +12,13 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/wolke-platform/wolke/internal/adaptive"
+	"github.com/wolke-platform/wolke/internal/authn"
 	"github.com/wolke-platform/wolke/internal/balance"
 	"github.com/wolke-platform/wolke/internal/breaker"
 	"github.com/wolke-platform/wolke/internal/budget"
 	"github.com/wolke-platform/wolke/internal/outlier"
 	"github.com/wolke-platform/wolke/internal/ratelimit"
+	"github.com/wolke-platform/wolke/internal/reqvalidate"
 	"github.com/wolke-platform/wolke/internal/servicewatch"
 )
 
@@ -66,6 +68,13 @@ type serviceState struct {
 	limiter  *ratelimit.Limiter // nil: no rate limit
 	limitKey limitKey
 	conc     *adaptive.Limiter // nil: no concurrency limit
+
+	auth      *authn.Authenticator   // nil: no authentication
+	validator *reqvalidate.Validator // nil: no validation
+	// broken says why a policy the route requires could not be built (a JWKS file
+	// missing, an OpenAPI document invalid): the route then refuses with 503 rather
+	// than run unprotected.
+	broken string
 }
 
 // limitKey is what a rate limit counts by.
@@ -172,12 +181,15 @@ func (p *Proxy) updateService(s *service, pol Policy, enabled bool, insts []serv
 			if c != nil && c.MaxLimit > 0 {
 				cfg.MaxLimit = c.MaxLimit
 			}
+			cfg.InitialLimit = min(max(cfg.InitialLimit, cfg.MinLimit), cfg.MaxLimit)
 			g := s.concLimit
 			cfg.OnLimitChange = func(limit int) { g.Set(float64(limit)) }
 			st.conc = adaptive.New(cfg)
 			g.Set(float64(st.conc.Limit()))
 		}
 	}
+
+	p.buildGuards(s.name, old, st)
 
 	prev := map[string]*endpoint{}
 	if old != nil {
