@@ -84,6 +84,10 @@ func (a *accessLog) log(ctx *fasthttp.RequestCtx, info *reqInfo, d time.Duration
 		b = append(b, `","attempts":`...)
 		b = strconv.AppendInt(b, int64(info.attempts), 10)
 	}
+	if info.cacheStatus != "" {
+		b = append(b, `,"cache":`...)
+		b = appendJSONString(b, []byte(info.cacheStatus))
+	}
 	if info.rejected != "" {
 		b = append(b, `,"rejected_by":"`...)
 		b = append(b, info.rejected...)

@@ -146,6 +146,8 @@ type reqInfo struct {
 	claims   map[string]any
 	traceID  []byte
 	rl       rateInfo
+	// cacheStatus is the Cache-Status the shared cache answered with ("" if not cached).
+	cacheStatus string
 }
 
 // rateInfo holds the RateLimit-* header values of a rate-limited request.
@@ -246,10 +248,28 @@ func (p *Proxy) serveCtx(ctx *fasthttp.RequestCtx, isTLS bool) {
 	}
 	delHopHeaders(&req.Header)
 
+	if st.cache != nil && (req.Header.IsGet() || req.Header.IsHead()) {
+		p.serveCached(ctx, st, info)
+		return
+	}
+	p.upstream(st, req, &ctx.Response, sc)
+	if info.rl.set {
+		info.rl.write(&ctx.Response.Header, sc.fw[:0])
+	}
+	p.finish(ctx, info)
+}
+
+// upstream sends a request to the service through its breaker and concurrency
+// limit, filling resp with the answer or the gateway's refusal. sc.info says what
+// happened. It does not touch a RequestCtx: the cache also calls it, sometimes after
+// the client's request has been answered.
+func (p *Proxy) upstream(st *serviceState, req *fasthttp.Request, resp *fasthttp.Response, sc *scratch) {
+	info := &sc.info
+	svc := st.svc
 	ticket, ok := st.breaker.Allow()
 	if !ok {
-		retryAfter(ctx, st.breaker.RetryAfter())
-		p.reject(ctx, svc, info, fasthttp.StatusServiceUnavailable, "breaker", "circuit breaker open for service "+svc.name)
+		retryAfterResp(resp, st.breaker.RetryAfter())
+		p.refuse(resp, svc, info, fasthttp.StatusServiceUnavailable, "breaker", "circuit breaker open for service "+svc.name)
 		return
 	}
 
@@ -260,21 +280,66 @@ func (p *Proxy) serveCtx(ctx *fasthttp.RequestCtx, isTLS bool) {
 	if limited {
 		if ctok, ok = st.conc.Acquire(); !ok {
 			st.breaker.Done(ticket, true) // nothing was sent: no verdict on the service
-			ctx.Response.Header.Set("Retry-After", "1")
-			p.reject(ctx, svc, info, fasthttp.StatusServiceUnavailable, "concurrency", "over the adaptive concurrency limit of service "+svc.name)
+			resp.Header.Set("Retry-After", "1")
+			p.refuse(resp, svc, info, fasthttp.StatusServiceUnavailable, "concurrency", "over the adaptive concurrency limit of service "+svc.name)
 			return
 		}
 	}
 
 	svc.inflight.Inc()
-	p.forward(ctx, st, sc)
+	p.forward(st, req, resp, sc)
 	svc.inflight.Dec()
 	if limited {
 		overload := info.err == timeoutError || info.status == fasthttp.StatusServiceUnavailable
 		st.conc.Release(ctok, time.Since(info.start), overload)
 	}
 	st.breaker.Done(ticket, info.err == okResponse && info.status < 500)
+}
+
+// serveCached answers a GET or HEAD through the shared cache; misses, revalidations
+// and background refreshes go upstream with scratch space of their own.
+func (p *Proxy) serveCached(ctx *fasthttp.RequestCtx, st *serviceState, info *reqInfo) {
+	res := &fetchResult{}
+	info.cacheStatus = p.cache.Serve(ctx, func(req *fasthttp.Request, resp *fasthttp.Response) error {
+		fsc := scratchPool.Get().(*scratch)
+		fsc.info = reqInfo{start: time.Now(), route: info.route, reqID: req.Header.Peek("X-Request-Id")}
+		p.upstream(st, req, resp, fsc)
+		res.set(&fsc.info)
+		scratchPool.Put(fsc)
+		return nil
+	})
+	if ep, attempts, rejected, ok := res.get(); ok {
+		info.ep, info.attempts, info.rejected = ep, attempts, rejected
+	}
+	info.status = ctx.Response.StatusCode()
+	ctx.Response.Header.SetCanonical(hdrRequestID, info.reqID)
+	if info.rl.set {
+		var b [32]byte
+		info.rl.write(&ctx.Response.Header, b[:0])
+	}
 	p.finish(ctx, info)
+}
+
+// fetchResult carries what a cache fetch did back to the request that caused it; a
+// background refresh may write it after that request is gone, hence the lock.
+type fetchResult struct {
+	mu       sync.Mutex
+	done     bool
+	ep       *endpoint
+	attempts int
+	rejected string
+}
+
+func (r *fetchResult) set(i *reqInfo) {
+	r.mu.Lock()
+	r.done, r.ep, r.attempts, r.rejected = true, i.ep, i.attempts, i.rejected
+	r.mu.Unlock()
+}
+
+func (r *fetchResult) get() (*endpoint, int, string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ep, r.attempts, r.rejected, r.done
 }
 
 // healthCheck reports requests that load shedding must let through: health checks,
@@ -335,22 +400,31 @@ func (p *Proxy) injectFault(ctx *fasthttp.RequestCtx, svc *service, f *FaultPoli
 // reject answers a request the gateway refuses itself, naming the cause in
 // X-Wolke-Rejected-By and in the rejected-requests metric.
 func (p *Proxy) reject(ctx *fasthttp.RequestCtx, svc *service, info *reqInfo, status int, cause, msg string) {
-	jsonError(ctx, status, msg)
-	p.rejected(ctx, svc, info, status, cause)
+	p.refuse(&ctx.Response, svc, info, status, cause, msg)
+	p.finish(ctx, info)
 }
 
 // rejected records a refusal whose answer is already written.
 func (p *Proxy) rejected(ctx *fasthttp.RequestCtx, svc *service, info *reqInfo, status int, cause string) {
-	svc.rejected.WithLabelValues(cause).Inc()
-	info.status, info.rejected = status, cause
-	ctx.Response.Header.Set("X-Wolke-Rejected-By", cause)
+	p.countRefusal(&ctx.Response, svc, info, status, cause)
 	p.finish(ctx, info)
 }
 
+// refuse writes a refusal into resp and counts it, without finishing the request.
+func (p *Proxy) refuse(resp *fasthttp.Response, svc *service, info *reqInfo, status int, cause, msg string) {
+	jsonErrorResp(resp, status, msg)
+	p.countRefusal(resp, svc, info, status, cause)
+}
+
+func (p *Proxy) countRefusal(resp *fasthttp.Response, svc *service, info *reqInfo, status int, cause string) {
+	svc.rejected.WithLabelValues(cause).Inc()
+	info.status, info.rejected = status, cause
+	resp.Header.Set("X-Wolke-Rejected-By", cause)
+}
+
 // forward tries instances until one answers acceptably or the retry rules say stop.
-func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *serviceState, sc *scratch) {
+func (p *Proxy) forward(st *serviceState, req *fasthttp.Request, resp *fasthttp.Response, sc *scratch) {
 	info := &sc.info
-	req, resp := &ctx.Request, &ctx.Response
 	pol := &st.policy
 	deadline := info.start.Add(time.Duration(pol.Timeout))
 	idem := idempotent(req)
@@ -396,7 +470,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *serviceState, sc *scratch)
 		if !retry || len(tried) >= pol.Attempts || len(tried) == len(sc.tried) || !now.Before(deadline) || !st.budget.TryRetry() {
 			break
 		}
-		info.route.svc.retries.Inc()
+		st.svc.retries.Inc()
 		if info.err == okResponse {
 			// A small error body is read so that the connection can be reused; closing
 			// an unread stream would cost a new connection per retried 5xx.
@@ -408,28 +482,24 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *serviceState, sc *scratch)
 			resp.CloseBodyStream()
 		}
 		resp.Reset()
-		ctx.Response.Header.SetCanonical(hdrRequestID, info.reqID)
 		t0 = now
 	}
 
 	switch {
 	case info.attempts == 0:
 		info.status, info.err = fasthttp.StatusServiceUnavailable, connectError
-		jsonError(ctx, info.status, "no healthy instance of service "+info.route.svc.name)
+		jsonErrorResp(resp, info.status, "no healthy instance of service "+st.svc.name)
 	case info.err == timeoutError:
 		info.status = fasthttp.StatusGatewayTimeout
-		jsonError(ctx, info.status, "upstream timed out")
+		jsonErrorResp(resp, info.status, "upstream timed out")
 	case info.err != okResponse:
 		info.status = fasthttp.StatusBadGateway
-		jsonError(ctx, info.status, "upstream unreachable")
+		jsonErrorResp(resp, info.status, "upstream unreachable")
 	default:
 		delHopHeadersResp(&resp.Header)
-		resp.Header.SetCanonical(hdrRequestID, info.reqID)
 	}
 	// The upstream's answer replaced the response: the gateway's headers go on now.
-	if info.rl.set {
-		info.rl.write(&resp.Header, sc.fw[:0])
-	}
+	resp.Header.SetCanonical(hdrRequestID, info.reqID)
 }
 
 // rewrite adds the forwarding headers and strips the route's prefix. buf is
@@ -509,18 +579,24 @@ func (st *serviceState) hashKey(req *fasthttp.Request) uint64 {
 }
 
 func jsonError(ctx *fasthttp.RequestCtx, status int, msg string) {
-	ctx.Response.SetStatusCode(status)
-	ctx.Response.Header.SetContentType("application/json")
-	b := append([]byte(`{"error":`), strconv.Quote(msg)...)
-	ctx.Response.SetBodyRaw(append(b, "}\n"...))
+	jsonErrorResp(&ctx.Response, status, msg)
 }
 
-func retryAfter(ctx *fasthttp.RequestCtx, d time.Duration) {
+func jsonErrorResp(resp *fasthttp.Response, status int, msg string) {
+	resp.SetStatusCode(status)
+	resp.Header.SetContentType("application/json")
+	b := append([]byte(`{"error":`), strconv.Quote(msg)...)
+	resp.SetBodyRaw(append(b, "}\n"...))
+}
+
+func retryAfter(ctx *fasthttp.RequestCtx, d time.Duration) { retryAfterResp(&ctx.Response, d) }
+
+func retryAfterResp(resp *fasthttp.Response, d time.Duration) {
 	secs := int((d + time.Second - 1) / time.Second)
 	if secs < 1 {
 		secs = 1
 	}
-	ctx.Response.Header.Set("Retry-After", strconv.Itoa(secs))
+	resp.Header.Set("Retry-After", strconv.Itoa(secs))
 }
 
 // finish records metrics and the access log line of a finished request.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/wolke-platform/wolke/internal/httpcache"
 )
 
 // metrics are the gateway's Prometheus series. The request path uses series looked
@@ -128,4 +129,40 @@ func (m *metrics) observe(info *reqInfo, d time.Duration) {
 	}
 	rm.codes[class].Inc()
 	rm.duration.Observe(d.Seconds())
+}
+
+// cacheCollector exports the shared cache's counters when Prometheus scrapes.
+type cacheCollector struct {
+	c                                                   *httpcache.Cache
+	hits, misses, stores, evictions, bytes, objects, co *prometheus.Desc
+}
+
+func newCacheCollector(c *httpcache.Cache) *cacheCollector {
+	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
+	return &cacheCollector{c: c,
+		hits:      d("wolke_proxy_cache_hits_total", "Requests answered from the shared cache."),
+		misses:    d("wolke_proxy_cache_misses_total", "Cacheable requests that went upstream."),
+		stores:    d("wolke_proxy_cache_stores_total", "Responses stored."),
+		evictions: d("wolke_proxy_cache_evictions_total", "Objects evicted to stay within the size bound."),
+		bytes:     d("wolke_proxy_cache_bytes", "Bytes held by the cache."),
+		objects:   d("wolke_proxy_cache_objects", "Objects held by the cache."),
+		co:        d("wolke_proxy_cache_collapsed_total", "Requests answered with another request's response (coalesced misses)."),
+	}
+}
+
+func (cc *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{cc.hits, cc.misses, cc.stores, cc.evictions, cc.bytes, cc.objects, cc.co} {
+		ch <- d
+	}
+}
+
+func (cc *cacheCollector) Collect(ch chan<- prometheus.Metric) {
+	s := cc.c.Stats()
+	ch <- prometheus.MustNewConstMetric(cc.hits, prometheus.CounterValue, float64(s.Hits))
+	ch <- prometheus.MustNewConstMetric(cc.misses, prometheus.CounterValue, float64(s.Misses))
+	ch <- prometheus.MustNewConstMetric(cc.stores, prometheus.CounterValue, float64(s.Stores))
+	ch <- prometheus.MustNewConstMetric(cc.evictions, prometheus.CounterValue, float64(s.Evictions))
+	ch <- prometheus.MustNewConstMetric(cc.bytes, prometheus.GaugeValue, float64(s.Bytes))
+	ch <- prometheus.MustNewConstMetric(cc.objects, prometheus.GaugeValue, float64(s.Objects))
+	ch <- prometheus.MustNewConstMetric(cc.co, prometheus.CounterValue, float64(s.Collapsed))
 }

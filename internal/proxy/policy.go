@@ -51,6 +51,14 @@ type Policy struct {
 	Auth *authn.Policy `json:"auth,omitempty"`
 	// Validation refuses malformed requests before they reach the service.
 	Validation *reqvalidate.Policy `json:"validation,omitempty"`
+	// Cache answers GET and HEAD from the gateway's shared HTTP cache, following the
+	// service's Cache-Control (RFC 9111).
+	Cache *CachePolicy `json:"cache,omitempty"`
+}
+
+// CachePolicy turns the shared cache on for a service.
+type CachePolicy struct {
+	Enabled bool `json:"enabled"`
 }
 
 // RateLimitPolicy limits a route's request rate.
@@ -229,7 +237,7 @@ var tagKeys = map[string]bool{
 	"wolke.outlier.base-ejection": true, "wolke.breaker.failure-ratio": true,
 	"wolke.breaker.min-requests": true, "wolke.breaker.open-timeout": true,
 	"wolke.ratelimit": true, "wolke.ratelimit.burst": true, "wolke.ratelimit.key": true,
-	"wolke.ratelimit.cluster": true, "wolke.concurrency": true,
+	"wolke.ratelimit.cluster": true, "wolke.concurrency": true, "wolke.cache": true,
 }
 
 func normKey(k string) string {
@@ -371,6 +379,14 @@ func servicePolicy(name, domain string, base Policy, settings map[string]string)
 			} else {
 				p.RateLimit = rl
 			}
+		}
+	}
+	if v, ok := settings["wolke.cache"]; ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			bad("wolke.cache", v, err)
+		} else {
+			p.Cache = &CachePolicy{Enabled: b}
 		}
 	}
 	if v, ok := settings["wolke.concurrency"]; ok {

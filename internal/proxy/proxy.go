@@ -29,6 +29,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/wolke-platform/wolke/internal/authn"
+	"github.com/wolke-platform/wolke/internal/httpcache"
 	"github.com/wolke-platform/wolke/internal/servicewatch"
 )
 
@@ -51,6 +52,7 @@ type Config struct {
 	GatewayService string
 	AccessLog      io.Writer // JSON lines; nil disables
 
+	CacheSize           int64         // bytes of the shared HTTP cache
 	MaxConnsPerInstance int           // upstream connections per instance
 	MaxRequestBodySize  int           // larger bodies get 413
 	ClientIdleTimeout   time.Duration // keep-alive connections idle this long are closed
@@ -69,6 +71,7 @@ func DefaultConfig() Config {
 		Domain:              "wolke",
 		GatewayService:      "wolke-gateway",
 		AccessLog:           os.Stdout,
+		CacheSize:           64 << 20,
 		MaxConnsPerInstance: 1024,
 		MaxRequestBodySize:  16 << 20,
 		ClientIdleTimeout:   90 * time.Second,
@@ -100,6 +103,7 @@ type Proxy struct {
 	reg     *prometheus.Registry
 	metrics *metrics
 	access  *accessLog
+	cache   *httpcache.Cache
 	watcher *servicewatch.Watcher
 	// apiTransport's idle connections are closed on shutdown: a dial that completed
 	// after its query was cancelled leaves a connection that never carried a request,
@@ -166,6 +170,12 @@ func New(cfg Config) (*Proxy, error) {
 	p.peers.Store(1)
 	p.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	p.metrics = newMetrics(p.reg)
+	ccfg := httpcache.DefaultConfig()
+	if cfg.CacheSize > 0 {
+		ccfg.MaxBytes = cfg.CacheSize
+	}
+	p.cache = httpcache.New(ccfg)
+	p.reg.MustRegister(newCacheCollector(p.cache))
 	if err := p.loadConfig(); err != nil {
 		return nil, err
 	}

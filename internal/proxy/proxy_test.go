@@ -1393,3 +1393,73 @@ func (p *Proxy) instancesOf(svc string) int {
 	}
 	return 0
 }
+
+func TestCache(t *testing.T) {
+	var logBuf lockedBuffer
+	e := newEnv(t, func(c *Config) { c.AccessLog = &logBuf })
+	release := make(chan struct{})
+	var gate atomic.Bool
+	b := newBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		if gate.Load() {
+			<-release // hold the first miss so that concurrent ones pile up behind it
+		}
+		w.Header().Set("Cache-Control", "public, max-age=1, stale-if-error=60")
+		w.Header().Set("ETag", `"v1"`)
+		fmt.Fprintf(w, "article %s", r.URL.Path)
+	})
+	e.register("cat", b, "wolke.cache=true")
+	e.waitInstances("cat", 1)
+
+	resp, body := e.get("/cat/a/1")
+	if resp.StatusCode != 200 || body != "article /a/1" || !strings.Contains(resp.Header.Get("Cache-Status"), "fwd=miss") {
+		t.Fatalf("first GET: %d %q Cache-Status %q", resp.StatusCode, body, resp.Header.Get("Cache-Status"))
+	}
+	hits := b.hits.Load()
+	resp, body = e.get("/cat/a/1")
+	if body != "article /a/1" || !strings.Contains(resp.Header.Get("Cache-Status"), "hit") || b.hits.Load() != hits || resp.Header.Get("X-Request-Id") == "" {
+		t.Errorf("second GET: %q Cache-Status %q, upstream hits %d→%d, request ID %q", body, resp.Header.Get("Cache-Status"), hits, b.hits.Load(), resp.Header.Get("X-Request-Id"))
+	}
+
+	// 100 concurrent misses for one object: one upstream request.
+	gate.Store(true)
+	before := b.hits.Load()
+	var wg sync.WaitGroup
+	var okN atomic.Int64
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := e.client.Get(e.base + "/cat/a/2")
+			if err != nil {
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 && string(b) == "article /a/2" {
+				okN.Add(1)
+			}
+		}()
+	}
+	e.waitFor("the first miss upstream", func() bool { return b.hits.Load() > before })
+	// Give the other 99 a moment to queue behind it; those that come later are hits,
+	// so the assertion below holds either way, and the package's own tests show the
+	// coalescing deterministically.
+	time.Sleep(50 * time.Millisecond)
+	gate.Store(false)
+	close(release)
+	wg.Wait()
+	if got := b.hits.Load() - before; got != 1 || okN.Load() != 100 {
+		t.Errorf("100 concurrent misses: %d upstream requests, %d good answers", got, okN.Load())
+	}
+
+	// The instance goes away: stale-if-error serves the stored copy.
+	b.srv.Close()
+	e.waitFor("a stale answer", func() bool {
+		resp, body := e.get("/cat/a/1")
+		return resp.StatusCode == 200 && body == "article /a/1" && strings.Contains(resp.Header.Get("Cache-Status"), "stale")
+	})
+	if !strings.Contains(e.metrics(), "wolke_proxy_cache_hits_total") {
+		t.Error("no cache metrics")
+	}
+	e.waitFor("the access log", func() bool { return strings.Contains(logBuf.String(), `"cache":"wolke; hit`) })
+}

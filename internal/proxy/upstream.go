@@ -16,6 +16,7 @@ import (
 	"github.com/wolke-platform/wolke/internal/balance"
 	"github.com/wolke-platform/wolke/internal/breaker"
 	"github.com/wolke-platform/wolke/internal/budget"
+	"github.com/wolke-platform/wolke/internal/httpcache"
 	"github.com/wolke-platform/wolke/internal/outlier"
 	"github.com/wolke-platform/wolke/internal/ratelimit"
 	"github.com/wolke-platform/wolke/internal/reqvalidate"
@@ -56,6 +57,7 @@ type service struct {
 
 // serviceState is what one request of a service needs, swapped as a whole.
 type serviceState struct {
+	svc        *service
 	policy     Policy
 	lb         balance.Policy
 	endpoints  []*endpoint
@@ -69,6 +71,7 @@ type serviceState struct {
 	limitKey limitKey
 	conc     *adaptive.Limiter // nil: no concurrency limit
 
+	cache     *httpcache.Cache       // the gateway's shared cache; nil: not cached
 	auth      *authn.Authenticator   // nil: no authentication
 	validator *reqvalidate.Validator // nil: no validation
 	// broken says why a policy the route requires could not be built (a JWKS file
@@ -118,7 +121,10 @@ func (p *Proxy) updateService(s *service, pol Policy, enabled bool, insts []serv
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.state.Load()
-	st := &serviceState{policy: pol, hashHeader: []byte(pol.HashHeader), hashCookie: []byte(pol.HashCookie)}
+	st := &serviceState{svc: s, policy: pol, hashHeader: []byte(pol.HashHeader), hashCookie: []byte(pol.HashCookie)}
+	if pol.Cache != nil && pol.Cache.Enabled {
+		st.cache = p.cache
+	}
 	st.lb, _ = balance.New(pol.LB) // validated by servicePolicy
 	if old != nil && sameBreaker(old.policy, pol) {
 		st.breaker = old.breaker
