@@ -184,7 +184,9 @@ func TestKVDriverSeveralAgents(t *testing.T) {
 				t.Fatal(err)
 			}
 			served := kvB.reqs.Load() - afterKill
-			if r.Errors > 2*8 || served < int64(r.Ops)/4 || r.LongestStall > 50*time.Millisecond {
+			// The bound on the stall only has to tell "moved on" from "waited for the dead
+			// agent" (a connect or read timeout, seconds); CI shares two cores.
+			if r.Errors > 2*8 || served < int64(r.Ops)/4 || r.LongestStall > 250*time.Millisecond {
 				t.Errorf("after the kill: %d errors (%q), B served %d of %d requests, longest stall %v",
 					r.Errors, r.ErrorSamples, served, r.Ops, r.LongestStall)
 			}
