@@ -33,6 +33,7 @@ func addProxyFlags(f *pflag.FlagSet, prefix string, listenDefault string) *proxy
 	f.BoolVar(&c.H2C, prefix+"h2c", false, "also accept cleartext HTTP/2 (prior knowledge) on a plain listener")
 	f.StringVar(&c.ConfigFile, prefix+"config", "", "JSON file with default and per-service policies and static services (re-read on SIGHUP)")
 	f.BoolVar(&pf.accessLog, prefix+"access-log", true, "write an access log as JSON lines to stdout")
+	f.Int64Var(&c.CacheSize, prefix+"cache-size", c.CacheSize, "bytes of the shared HTTP cache (services opt in with wolke.cache=true)")
 	f.IntVar(&c.MaxConnsPerInstance, prefix+"max-conns-per-instance", c.MaxConnsPerInstance, "upstream connections per service instance")
 	f.IntVar(&c.MaxRequestBodySize, prefix+"max-body-size", c.MaxRequestBodySize, "largest request body accepted, in bytes (larger: 413)")
 	return pf
