@@ -84,8 +84,9 @@ func (c *Cache) Purge(prefix string) int { return c.store.purge(prefix) }
 // Requests the cache does not handle go straight to fetch: methods other than
 // GET and HEAD (a successful unsafe one invalidates what is stored for its URI),
 // requests with Cache-Control: no-store, Range, If-Match, If-Unmodified-Since or
-// If-Range. A request with Authorization is never answered from the cache, and
-// its response is stored only when RFC 9111 §3.5 allows.
+// If-Range. A request with Authorization is answered from the cache only with a
+// fresh response the origin declared public (or gave s-maxage), and its own
+// response is stored only when RFC 9111 §3.5 allows.
 func (c *Cache) Serve(ctx *fasthttp.RequestCtx, fetch Fetch) (status string) {
 	req := &ctx.Request
 	get := req.Header.IsGet()
@@ -101,6 +102,16 @@ func (c *Cache) Serve(ctx *fasthttp.RequestCtx, fetch Fetch) (status string) {
 	var kb [256]byte
 	key := appendKey(kb[:0], req)
 	if ri.auth {
+		// RFC 9111 §3.5 forbids reusing what an authorized request fetched unless the
+		// origin allowed it; it does not forbid answering an authorized request with
+		// what the origin declared public. The gateway verified the credentials before
+		// the cache is asked, so a fresh public response serves it.
+		now := c.cfg.Now()
+		if e, _, _ := c.store.lookup(key, &req.Header); e != nil && e.shared && judge(e, &ri, now) == useFresh {
+			c.hits.Add(1)
+			serveEntry(ctx, e, &ri, now)
+			return setEntryStatus(&ctx.Response, e, statusHit)
+		}
 		c.misses.Add(1)
 		return c.answer(ctx, c.exchange(req, fetch, string(key), nil, true), &ri, fwdRequest, notCollapsed)
 	}

@@ -219,8 +219,19 @@ func TestAuthorization(t *testing.T) {
 	if ctx, st := get(t, c, o.fetch, url); st != statusHit || bodyOf(t, ctx) != "v1" {
 		t.Fatalf("anonymous after public: %s", st)
 	}
-	if _, st := get(t, c, o.fetch, url, auth...); st == statusHit {
-		t.Fatal("a request with Authorization was answered from the cache")
+	// A public response may answer an authorized request too (the gateway checked the
+	// credentials before asking the cache)...
+	if ctx, st := get(t, c, o.fetch, url, auth...); st != statusHit || bodyOf(t, ctx) != "v1" {
+		t.Fatalf("authorized after public: %s", st)
+	}
+	// ...but what the origin did not declare public never answers one.
+	o2 := &origin{handle: versioned("Cache-Control", "max-age=60")}
+	const url2 = "http://shop.example/private-ish"
+	if _, st := get(t, c, o2.fetch, url2); st != "wolke; fwd=miss; stored" {
+		t.Fatalf("anonymous, max-age only: %s", st)
+	}
+	if _, st := get(t, c, o2.fetch, url2, auth...); st == statusHit {
+		t.Fatal("a request with Authorization was answered with a response not declared public")
 	}
 }
 

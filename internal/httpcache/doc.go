@@ -88,8 +88,9 @@
 //   - HEAD misses are forwarded as HEAD and nothing is stored; a HEAD response
 //     does not freshen a stored GET response (§4.3.5).
 //   - Responses to methods other than GET are never stored.
-//   - Requests with Authorization are never answered from the cache; their
-//     responses are stored only where §3.5 allows, for other requests.
+//   - Requests with Authorization are answered from the cache only with fresh
+//     responses the origin declared public or gave s-maxage (the gateway checks
+//     credentials first); their own responses are stored only where §3.5 allows.
 //   - Trailers are not stored. The request directives stale-if-error and
 //     no-transform, and the response directives must-understand and immutable
 //     are ignored (the cache never transforms content).

@@ -38,6 +38,10 @@ type entry struct {
 	noCache        bool // validate before every use
 	mustRevalidate bool // must-revalidate or proxy-revalidate: never used stale
 	sMaxAge        bool // s-maxage given, which implies proxy-revalidate for clients' max-stale
+	// shared: the origin said public or s-maxage, explicit consent to a shared
+	// cache, so the response may also answer requests with Authorization (which the
+	// gateway has checked before asking the cache).
+	shared         bool
 	hasCacheStatus bool // the stored header has upstream Cache-Status members
 
 	// marker entries hold no response: they remember that the last miss on key
@@ -265,6 +269,7 @@ func newEntry(key, vkey string, vary []string, h *fasthttp.ResponseHeader, body 
 		// "s-maxage=1, stale-while-revalidate=59".
 		mustRevalidate: ri.cc.mustRevalidate || ri.cc.proxyRevalidate,
 		sMaxAge:        ri.cc.sMaxAge != absent,
+		shared:         ri.cc.public || ri.cc.sMaxAge != absent,
 	}
 	if ri.hasDate {
 		e.date = ri.date
