@@ -1193,6 +1193,16 @@ func TestOverloadSheds(t *testing.T) {
 	if p99shed > 10 {
 		t.Errorf("p99 of a refusal %.1f ms, want < 10 ms", p99shed)
 	}
+	// No retry storm: what reached the upstream is what was admitted, nothing more.
+	if hits := slow.hits.Load(); hits > okN.Load()+int64(other.Load()) {
+		t.Errorf("upstream got %d requests for %d admitted", hits, okN.Load())
+	}
+	// Once the overload is over, requests pass again at once.
+	for i := 0; i < 20; i++ {
+		if resp, _ := e.get("/ov/"); resp.StatusCode != 200 {
+			t.Fatalf("after the overload, request %d: %d (%s)", i, resp.StatusCode, resp.Header.Get("X-Wolke-Rejected-By"))
+		}
+	}
 	// Without shedding, 64 clients queue 6 deep behind 10 slots: 130 ms each.
 	bound := 80 * time.Millisecond
 	if raceEnabled {
