@@ -35,8 +35,10 @@ type renderer struct {
 
 func newRenderer() (*renderer, error) {
 	base, err := template.New("layout.html").Funcs(template.FuncMap{
-		"price": formatPrice,
-		"date":  formatDate,
+		"price":               formatPrice,
+		"date":                formatDate,
+		"cards":               func(list []Article) template.HTML { return cardsHTML(list, "") },
+		"recommendationCards": func(list []Article) template.HTML { return cardsHTML(list, "recommendation") },
 	}).ParseFS(templateFS, "templates/layout.html", "templates/parts.html")
 	if err != nil {
 		return nil, err
@@ -64,9 +66,10 @@ type site struct {
 	Banner      string
 	User        *session // nil: signed out
 	CartCount   int
-	Departments []Department // the navigation; nil when the catalog is unreachable
-	Query       string       // the search box's value
-	Next        string       // where sign-in and registration lead back to ("": home)
+	Departments []Department  // nil when the catalog is unreachable
+	Nav         template.HTML // the departments' navigation
+	Query       string        // the search box's value
+	Next        string        // where sign-in and registration lead back to ("": home)
 	CSS         string
 }
 

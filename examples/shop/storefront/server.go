@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"html/template"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -176,7 +177,7 @@ func (s *server) newSite(w http.ResponseWriter, r *http.Request, sess *session, 
 	if r.Method == http.MethodGet && r.URL.Path != "/" && r.URL.Path != "/signin" && r.URL.Path != "/register" {
 		st.Next = r.URL.RequestURI()
 	}
-	st.Departments, _ = s.depts.get(r.Context(), func(ctx context.Context) ([]Department, error) {
+	st.Departments, st.Nav, _ = s.depts.get(r.Context(), func(ctx context.Context) ([]Department, error) {
 		var out []Department
 		err := withTimeout(ctx, s.cfg.APITimeout, func(ctx context.Context) (err error) {
 			out, err = s.gw.departments(ctx, caller{xff: clientAddr(r)})
@@ -281,40 +282,44 @@ type deptCache struct {
 
 	mu         sync.Mutex
 	list       []Department
+	nav        template.HTML // navHTML(list)
 	expires    time.Time
 	refreshing bool
 }
 
-// get returns the departments: fresh from memory, or fetched by one caller while
-// the others keep the old list.
-func (c *deptCache) get(ctx context.Context, fetch func(context.Context) ([]Department, error)) ([]Department, error) {
+// get returns the departments and their navigation: fresh from memory, or
+// fetched by one caller while the others keep the old ones.
+func (c *deptCache) get(ctx context.Context, fetch func(context.Context) ([]Department, error)) ([]Department, template.HTML, error) {
 	now := time.Now()
 	c.mu.Lock()
-	list := c.list
+	list, nav := c.list, c.nav
 	if now.Before(c.expires) || (c.refreshing && list != nil) {
 		c.mu.Unlock()
-		return list, nil
+		return list, nav, nil
 	}
 	c.refreshing = true
 	c.mu.Unlock()
 
 	fresh, err := fetch(ctx)
+	var freshNav template.HTML
+	if err == nil {
+		freshNav = navHTML(fresh)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.refreshing = false
 	if err != nil {
 		c.expires = now.Add(time.Second)
 		if c.list != nil {
-			return c.list, nil
+			return c.list, c.nav, nil
 		}
-		return nil, err
+		return nil, "", err
 	}
-	c.list, c.expires = fresh, now.Add(c.ttl)
-	return fresh, nil
+	c.list, c.nav, c.expires = fresh, freshNav, now.Add(c.ttl)
+	return fresh, freshNav, nil
 }
 
-// find returns the department with the ID (or name) and, if cat is not empty, its
-// category with that ID (or name).
+// findDept returns the department with the ID (or, failing that, the name).
 func findDept(list []Department, id string) *Department {
 	for i := range list {
 		if list[i].ID == id {
@@ -329,6 +334,7 @@ func findDept(list []Department, id string) *Department {
 	return nil
 }
 
+// findCategory returns d's category with the ID (or, failing that, the name).
 func findCategory(d *Department, id string) *Category {
 	if d == nil {
 		return nil

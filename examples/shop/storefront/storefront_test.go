@@ -165,7 +165,7 @@ func TestPagesSignedOut(t *testing.T) {
 			`<form id="add-to-cart" action="/cart/items" method="post">`, `name="article_id" value="k1"`,
 			`id="recommendations"`, `class="recommendation"`, `href="/departments/kitchen?category=knives">Knives</a>`,
 			`href="/signin?next=%2farticles%2fk1"`},
-			[]string{`data-article-id="k1"><a`}, 2, "public, max-age=30"}, // the article is not among its recommendations
+			[]string{`class="article-card" data-article-id="k1"`}, 2, "public, max-age=30"}, // not among its own recommendations
 		{"/search?q=LAMP", 200, []string{`id="search-title">Results for “LAMP”`, `id="result-count">2 articles`,
 			`id="search-input" type="search" name="q" value="LAMP"`}, nil, 2, "public, max-age=30"},
 		{"/search?q=teapot", 200, []string{`id="no-results"`}, nil, 0, "public, max-age=30"},
@@ -475,4 +475,27 @@ func TestGatewayDown(t *testing.T) {
 		t.Fatalf("home with the gateway down: %d", p.status)
 	}
 	p.expect(t, "home, gateway down", `id="departments-unavailable"`, `id="featured-unavailable"`)
+}
+
+func TestFragmentsEscape(t *testing.T) {
+	got := string(cardsHTML([]Article{{ID: `a"b/c?d`, Name: `<script>alert("x")</script> & co`, PriceCents: 5}}, "recommendation"))
+	for _, want := range []string{
+		`<div class="recommendation"><div class="article-card" data-article-id="a&#34;b/c?d">`,
+		`href="/articles/a%22b%2Fc%3Fd"`,
+		`<span class="article-name">&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; co</span>`,
+		`<span class="article-price">€0.05</span>`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("card: no %s in\n%s", want, got)
+		}
+	}
+	nav := string(navHTML([]Department{{ID: "x y", Name: "Home & <Garden>"}}))
+	if want := `<a class="nav-department" data-department-id="x y" href="/departments/x%20y">Home &amp; &lt;Garden&gt;</a>`; !strings.Contains(nav, want) {
+		t.Errorf("nav: no %s in\n%s", want, nav)
+	}
+	for cents, want := range map[int64]string{0: "€0.00", 1999: "€19.99", 100000: "€1000.00", -250: "-€2.50"} {
+		if got := formatPrice(cents); got != want {
+			t.Errorf("formatPrice(%d) = %s, want %s", cents, got, want)
+		}
+	}
 }
