@@ -34,6 +34,11 @@ func (c *Config) Validate() error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
 		return &chassis.VarError{Var: "GATEWAY_URL", Value: c.GatewayURL, Err: errors.New("not an http(s) URL of a host (like http://127.0.0.1:8080)")}
 	}
+	if h := u.Hostname(); u.Port() == "" && h != "localhost" && !strings.ContainsAny(h, ".:") {
+		// The chassis client would take a bare name for a service in the catalog and
+		// put its breaker over every API at once.
+		return &chassis.VarError{Var: "GATEWAY_URL", Value: c.GatewayURL, Err: errors.New("name the gateway with a port or a domain (http://gateway:8080), not a bare service name")}
+	}
 	if c.APITimeout <= 0 {
 		return &chassis.VarError{Var: "API_TIMEOUT", Value: c.APITimeout.String(), Err: errors.New("must be positive")}
 	}

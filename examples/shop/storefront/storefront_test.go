@@ -499,3 +499,17 @@ func TestFragmentsEscape(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigValidate(t *testing.T) {
+	for url, ok := range map[string]bool{
+		"http://127.0.0.1:8080": true, "http://127.0.0.1:8080/": true, "https://shop.example": true,
+		"http://localhost": true, "http://[::1]:8080": true,
+		"": false, "127.0.0.1:8080": false, "ftp://x.example": false, "http://wolke-gateway": false,
+		"http://gw.example/api": false, "http://gw.example/?x=1": false,
+	} {
+		c := Config{GatewayURL: url, APITimeout: time.Second, CheckoutTimeout: time.Second}
+		if err := c.Validate(); (err == nil) != ok {
+			t.Errorf("GATEWAY_URL=%q: %v", url, err)
+		}
+	}
+}
