@@ -77,7 +77,7 @@ func TestDynamicConfig(t *testing.T) {
 		}
 		return entry != nil
 	})
-	for _, tag := range []string{"wolke.http.path=/", "wolke.http.priority=-10"} {
+	for _, tag := range []string{"wolke.http.path=/", "wolke.http.priority=-10", "wolke.cache=true"} {
 		if !slices.Contains(entry.ServiceTags, tag) {
 			t.Fatalf("tags %v: no %s", entry.ServiceTags, tag)
 		}
@@ -133,7 +133,7 @@ func TestDynamicConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.Header.Get("X-Shop-Degraded") != "" || resp.Header.Get("Cache-Control") != "public, max-age=30" {
+	if resp.Header.Get("X-Shop-Degraded") != "" || resp.Header.Get("Cache-Control") != pub30 {
 		t.Fatalf("recommendations switched off: %v", resp.Header)
 	}
 	if n := len(gw.requests("/api/recommendations/")); n != asked {
@@ -150,7 +150,7 @@ func TestDynamicConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		return resp.Header.Get("Cache-Control") == "public, max-age=2"
+		return resp.Header.Get("Cache-Control") == "public, max-age=2, stale-while-revalidate=2, stale-if-error=600"
 	})
 }
 

@@ -37,8 +37,9 @@ func service(cfg *Config) chassis.Service {
 		Name:    "storefront",
 		Version: version,
 		Config:  cfg,
-		// The gateway's catch-all route: everything no API route claims.
-		Tags: []string{"wolke.http.path=/", "wolke.http.priority=-10"},
+		// The gateway's catch-all route (everything no API route claims), cached at the
+		// gateway as the pages' Cache-Control allows (signed-out catalog pages only).
+		Tags: []string{"wolke.http.path=/", "wolke.http.priority=-10", "wolke.cache=true"},
 		Setup: func(ctx context.Context, in *chassis.Instance) (http.Handler, error) {
 			s, err := newServer(in, *cfg)
 			if err != nil {

@@ -91,6 +91,9 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // may be stored by the gateway (public, max-age) only when it says so, answers
 // 200, shows no shopper and sets no cookie; every HTML answer varies on Cookie, so
 // a shared cache never hands a signed-out page to a signed-in shopper or back.
+// A stored page may be served stale for as long again while the gateway refreshes
+// it in the background (stale-while-revalidate), so that no shopper waits for an
+// expired page.
 func (rd *renderer) render(w http.ResponseWriter, status int, name string, st *site, page any, cache cachePolicy) {
 	t := rd.pages[name]
 	buf := bufPool.Get().(*bytes.Buffer)
@@ -122,8 +125,14 @@ func cacheControl(status int, personal bool, cache cachePolicy) string {
 	case status != http.StatusOK || cache <= 0:
 		return "no-store"
 	}
-	return "public, max-age=" + strconv.FormatInt(int64(time.Duration(cache)/time.Second), 10)
+	n := strconv.FormatInt(int64(time.Duration(cache)/time.Second), 10)
+	return "public, max-age=" + n + ", stale-while-revalidate=" + n + staleIfError
 }
+
+// staleIfError lets the gateway answer a signed-out catalog page from its cache
+// for this long while no storefront instance can (all restarting, or answering
+// 5xx because the catalog is down): an older page beats an error page.
+const staleIfError = ", stale-if-error=600"
 
 // serveCSS answers the style sheet, cached for a year: its URL changes with it.
 func (rd *renderer) serveCSS(w http.ResponseWriter, r *http.Request) {

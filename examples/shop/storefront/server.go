@@ -260,7 +260,9 @@ func (s *server) upstreamFail(w http.ResponseWriter, r *http.Request, st *site, 
 		s.fail(w, r, st, http.StatusNotFound, "Not found", "There is no "+what+" at this address.")
 		return
 	}
-	s.log.WarnContext(r.Context(), "upstream call failed", "what", what, "error", err)
+	if r.Context().Err() == nil { // else the browser left: nothing to report
+		s.log.WarnContext(r.Context(), "upstream call failed", "what", what, "error", err)
+	}
 	s.fail(w, r, st, http.StatusServiceUnavailable, "Temporarily unavailable",
 		"The "+what+" cannot be shown right now. Please try again in a moment.")
 }

@@ -140,6 +140,9 @@ func (p page) count(elem string) int { return strings.Count(p.body, elem) }
 
 const card = `class="article-card"`
 
+// pub30 is the Cache-Control of a signed-out catalog page by default.
+const pub30 = "public, max-age=30, stale-while-revalidate=30, stale-if-error=600"
+
 func TestPagesSignedOut(t *testing.T) {
 	s := newShop(t)
 	for _, tc := range []struct {
@@ -152,24 +155,24 @@ func TestPagesSignedOut(t *testing.T) {
 	}{
 		{"/", 200, []string{`id="departments"`, `class="department-link" data-department-id="kitchen" href="/departments/kitchen"`,
 			`id="featured"`, `id="signin-link"`, `id="register-link"`, `id="search-form"`, `id="departments-nav"`},
-			[]string{`id="cart-count"`, `id="sale-banner"`}, featuredN, "public, max-age=30"},
+			[]string{`id="cart-count"`, `id="sale-banner"`}, featuredN, pub30},
 		{"/departments/kitchen", 200, []string{`id="department-name" data-department-id="kitchen"`, `id="categories"`,
 			`data-category-id="pots"`, `id="result-count">33 articles`, `id="next-page" rel="next" href="/departments/kitchen?page=2"`,
-			`Page 1 of 2`}, []string{`id="prev-page"`}, perPage, "public, max-age=30"},
+			`Page 1 of 2`}, []string{`id="prev-page"`}, perPage, pub30},
 		{"/departments/kitchen?page=2", 200, []string{`id="prev-page" rel="prev" href="/departments/kitchen"`, `Page 2 of 2`},
-			[]string{`id="next-page"`}, 33 - perPage, "public, max-age=30"},
+			[]string{`id="next-page"`}, 33 - perPage, pub30},
 		{"/departments/kitchen?category=knives", 200, []string{`class="category-link active" data-category-id="knives"`,
-			`id="category-name" data-category-id="knives"`, `id="result-count">3 articles`}, []string{`class="pagination"`}, 3, "public, max-age=30"},
+			`id="category-name" data-category-id="knives"`, `id="result-count">3 articles`}, []string{`class="pagination"`}, 3, pub30},
 		{"/articles/k1", 200, []string{`id="article" data-article-id="k1"`, `id="article-name">Chef knife 1<`,
 			`id="article-price">€49.99<`, `id="stock-hint">only 2 left<`, `Sharp &lt;b&gt;very&lt;/b&gt;.`,
 			`<form id="add-to-cart" action="/cart/items" method="post">`, `name="article_id" value="k1"`,
 			`id="recommendations"`, `class="recommendation"`, `href="/departments/kitchen?category=knives">Knives</a>`,
 			`href="/signin?next=%2farticles%2fk1"`},
-			[]string{`class="article-card" data-article-id="k1"`}, 2, "public, max-age=30"}, // not among its own recommendations
+			[]string{`class="article-card" data-article-id="k1"`}, 2, pub30}, // not among its own recommendations
 		{"/search?q=LAMP", 200, []string{`id="search-title">Results for “LAMP”`, `id="result-count">2 articles`,
-			`id="search-input" type="search" name="q" value="LAMP"`}, nil, 2, "public, max-age=30"},
-		{"/search?q=teapot", 200, []string{`id="no-results"`}, nil, 0, "public, max-age=30"},
-		{"/search", 200, []string{`id="search-title">Search<`}, nil, 0, "public, max-age=30"},
+			`id="search-input" type="search" name="q" value="LAMP"`}, nil, 2, pub30},
+		{"/search?q=teapot", 200, []string{`id="no-results"`}, nil, 0, pub30},
+		{"/search", 200, []string{`id="search-title">Search<`}, nil, 0, pub30},
 		{"/signin?next=/cart", 200, []string{`id="signin-form"`, `name="next" value="/cart"`, `id="email"`, `id="password"`, `id="signin-button"`}, nil, 0, "no-store"},
 		{"/register", 200, []string{`id="register-form"`, `id="name"`, `id="email"`, `id="password"`, `id="register-button"`}, nil, 0, "no-store"},
 		{"/articles/nope", 404, []string{`id="error-page" data-status="404"`}, nil, 0, "no-store"},
@@ -362,7 +365,7 @@ func TestRecommendationsDegrade(t *testing.T) {
 			if took > 400*time.Millisecond {
 				t.Fatalf("the page took %v with recommendations %s", took, mode)
 			}
-			if p.header.Get("X-Shop-Degraded") != "recommendations" || p.header.Get("Cache-Control") != "public, max-age=5" {
+			if p.header.Get("X-Shop-Degraded") != "recommendations" || p.header.Get("Cache-Control") != "public, max-age=5, stale-while-revalidate=5, stale-if-error=600" {
 				t.Fatalf("degraded page headers: %v", p.header)
 			}
 			t.Logf("page without recommendations (%s) in %v", mode, took)
