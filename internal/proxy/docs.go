@@ -155,12 +155,19 @@ func (p *Proxy) applyDocs(pairs api.KVPairs) []string {
 	return changed
 }
 
-// servicesUsing lists the services whose validation policy names the KV key.
-// p.mu is held.
+// servicesUsing lists the services whose policy names the KV key: an OpenAPI
+// document, or a JWKS document (a route whose keys were missing was closed; it opens
+// when they appear). p.mu is held.
 func (p *Proxy) servicesUsing(key string) []string {
 	var out []string
 	for name, s := range p.services {
-		if st := s.state.Load(); st != nil && st.policy.Validation != nil && st.policy.Validation.OpenAPI == key {
+		st := s.state.Load()
+		if st == nil {
+			continue
+		}
+		pol := st.policy
+		if (pol.Validation != nil && pol.Validation.OpenAPI == key) ||
+			(pol.Auth != nil && pol.Auth.JWT != nil && pol.Auth.JWT.JWKSKey == key && st.broken != "") {
 			out = append(out, name)
 		}
 	}

@@ -1297,12 +1297,27 @@ func TestAuthAndValidation(t *testing.T) {
 	}
 }
 
-// A policy that cannot be built (an API-key route's JWKS missing, an invalid OpenAPI
-// document) closes the route rather than leave it open.
+// A policy that cannot be built (a JWKS document missing, an invalid OpenAPI
+// document) closes the route rather than leave it open; it opens once the document
+// is there.
 func TestBrokenPolicyFailsClosed(t *testing.T) {
 	e := newEnv(t)
 	e.register("s", newBackend(t, "b", nil))
+	e.register("j", newBackend(t, "b", nil))
 	e.waitInstances("s", 1)
+	e.waitInstances("j", 1)
+
+	e.putDoc("j", `{"auth": {"jwt": {"jwks_key": "wolke/gateway/later-jwks"}}}`)
+	e.waitFor("the JWT route to close", func() bool {
+		resp, _ := e.get("/j/x")
+		return resp.StatusCode == 503 && resp.Header.Get("X-Wolke-Rejected-By") == "config"
+	})
+	secret := base64.RawURLEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef-wolke"))
+	if _, err := e.api.KV().Put(&api.KVPair{Key: "wolke/gateway/later-jwks", Value: []byte(`{"keys":[{"kty":"oct","kid":"k1","k":"` + secret + `"}]}`)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("the JWT route to open (401 without a token)", func() bool { resp, _ := e.get("/j/x"); return resp.StatusCode == 401 })
+
 	if _, err := e.api.KV().Put(&api.KVPair{Key: "wolke/gateway/openapi/s", Value: []byte(`{"openapi": "3.0.0", "paths": 7}`)}, nil); err != nil {
 		t.Fatal(err)
 	}
