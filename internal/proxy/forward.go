@@ -433,11 +433,8 @@ func (p *Proxy) forward(st *serviceState, req *fasthttp.Request, resp *fasthttp.
 
 	tried := sc.tried[:0]
 	t0 := info.start
-	for {
-		cands := st.candidates(sc.cands[:0], tried)
-		if len(cands) == 0 {
-			break
-		}
+	cands := st.candidates(sc.cands[:0], tried)
+	for len(cands) > 0 {
 		e := st.endpointOf(st.lb.Pick(cands, key))
 		tried = append(tried, e)
 		info.ep, info.attempts = e, info.attempts+1
@@ -467,9 +464,16 @@ func (p *Proxy) forward(st *serviceState, req *fasthttp.Request, resp *fasthttp.
 		}
 		retry := info.err == connectError ||
 			(idem && (info.err == resetError || info.err == timeoutError || (info.err == okResponse && retryableStatus(info.status))))
-		if !retry || len(tried) >= pol.Attempts || len(tried) == len(sc.tried) || !now.Before(deadline) || !st.budget.TryRetry() {
+		if !retry || len(tried) >= pol.Attempts || len(tried) == len(sc.tried) || !now.Before(deadline) {
 			break
 		}
+		// The answer in hand is kept unless there is somewhere else to try: with no
+		// other instance the client gets the service's own error, not an empty reply.
+		next := st.candidates(sc.cands[:0], tried)
+		if len(next) == 0 || !st.budget.TryRetry() {
+			break
+		}
+		cands = next
 		st.svc.retries.Inc()
 		if info.err == okResponse {
 			// A small error body is read so that the connection can be reused; closing

@@ -483,6 +483,20 @@ func TestRetries(t *testing.T) {
 		t.Error("a POST answered 503 was retried: POST is not idempotent")
 	}
 
+	// A single instance answering 503: the client gets that 503 and its body, not an
+	// empty answer from a retry that had nowhere to go.
+	alone := newBackend(t, "alone", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(503)
+		io.WriteString(w, "busy")
+	})
+	e.register("alone", alone, tags...)
+	e.waitInstances("alone", 1)
+	for _, m := range []string{http.MethodGet, http.MethodPost} {
+		if resp, body := e.do(m, "/alone/", ""); resp.StatusCode != 503 || body != "busy" {
+			t.Errorf("%s to a lone failing instance: %d %q, want its 503", m, resp.StatusCode, body)
+		}
+	}
+
 	// A refused connection is retried for any method: the request never left.
 	dead := newBackend(t, "dead", nil)
 	dead.srv.Close()
