@@ -28,6 +28,7 @@ func init() { subcommands = append(subcommands, newDemoCmd) }
 // demoPolicies are the gateway's policies for the shop (examples/shop/README.md).
 var demoPolicies = map[string]string{
 	"accounts":        `{"rate_limit": {"rate": 5, "burst": 10, "key": "header:X-Forwarded-For"}}`,
+	"catalog":         `{"cache": {"enabled": true}}`,
 	"cart":            `{"auth": {"jwt": {"jwks_key": "wolke/gateway/jwks", "issuer": "wolke-shop", "audience": ["shop"]}}}`,
 	"orders":          `{"auth": {"jwt": {"jwks_key": "wolke/gateway/jwks", "issuer": "wolke-shop", "audience": ["shop"]}}, "timeout": "20s"}`,
 	"recommendations": `{"breaker_min_requests": 10, "breaker_open_timeout": "5s", "timeout": "1s", "attempts": 1}`,
