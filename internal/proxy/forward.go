@@ -243,6 +243,7 @@ func (p *Proxy) serveCtx(ctx *fasthttp.RequestCtx, isTLS bool) {
 	p.rewrite(ctx, r, isTLS, sc.fw[:0])
 
 	if req.Header.ConnectionUpgrade() && len(req.Header.Peek("Upgrade")) > 0 {
+		stripPrefix(req, r)
 		p.serveUpgrade(ctx, st, info)
 		return
 	}
@@ -266,6 +267,7 @@ func (p *Proxy) serveCtx(ctx *fasthttp.RequestCtx, isTLS bool) {
 func (p *Proxy) upstream(st *serviceState, req *fasthttp.Request, resp *fasthttp.Response, sc *scratch) {
 	info := &sc.info
 	svc := st.svc
+	stripPrefix(req, info.route)
 	ticket, ok := st.breaker.Allow()
 	if !ok {
 		retryAfterResp(resp, st.breaker.RetryAfter())
@@ -543,16 +545,26 @@ func (p *Proxy) rewrite(ctx *fasthttp.RequestCtx, r *route, isTLS bool, buf []by
 	req.Header.SetCanonical(hdrForwarded, fw)
 
 	// Instances speak plain HTTP, whatever the client used.
+	req.URI().SetSchemeBytes(protoHTTP)
+}
+
+// stripPrefix removes the route's prefix from the path, just before the request
+// goes upstream: the cache keys objects by the path the client asked for, so
+// /a/x and /b/x of two services stay apart.
+func stripPrefix(req *fasthttp.Request, r *route) {
+	if r == nil || !r.spec.StripPrefix || r.spec.Prefix == "/" {
+		return
+	}
 	uri := req.URI()
-	uri.SetSchemeBytes(protoHTTP)
-	if r.spec.StripPrefix && r.spec.Prefix != "/" {
-		path := uri.Path()
-		rest := path[len(r.spec.Prefix):]
-		if len(rest) == 0 {
-			uri.SetPath("/")
-		} else {
-			uri.SetPathBytes(rest)
-		}
+	path := uri.Path()
+	if !prefixMatch(path, r.spec.Prefix) {
+		return // already stripped (a retry's copy), or not this route's
+	}
+	rest := path[len(r.spec.Prefix):]
+	if len(rest) == 0 {
+		uri.SetPath("/")
+	} else {
+		uri.SetPathBytes(rest)
 	}
 }
 
