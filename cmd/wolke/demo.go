@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -51,7 +52,8 @@ func newDemoCmd() *cobra.Command {
 from the repository, e.g. go run ./cmd/wolke demo), starts a dev agent and the gateway
 in this process and two instances of every service as separate processes, prints the
 storefront's URL and a status line every few seconds, and stops everything cleanly on
-Ctrl-C. With -chaos it also kills a random instance now and then and starts it again.`,
+Ctrl-C. With -chaos it also kills a random instance now and then and starts it again;
+SIGUSR1 redeploys every instance, one at a time.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDemo(cmd.Context(), o, cmd.OutOrStdout())
@@ -157,6 +159,11 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) error {
 	fmt.Fprintf(out, "\nthe shop:       http://%s/\nthe agent:      http://%s/v1/catalog/services\nthe gateway:    http://%s/v1/proxy/routes\nlogs:           %s\nCtrl-C stops everything.\n\n",
 		gw.Addr(), a.HTTPAddr(), gw.AdminAddr(), work)
 
+	// SIGUSR1 redeploys every instance, one at a time (the Black Friday benchmark does).
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+
 	tick := time.NewTicker(3 * time.Second)
 	defer tick.Stop()
 	var chaos <-chan time.Time
@@ -174,6 +181,8 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) error {
 			fmt.Fprintln(out, demoStatus(client, services, o.instances, gw))
 		case <-chaos:
 			sup.strike()
+		case <-usr1:
+			go sup.redeploy(ctx, client, o.instances)
 		}
 	}
 }
@@ -309,6 +318,46 @@ func (s *supervisor) start(svc string, n int) error {
 		}
 	}()
 	return nil
+}
+
+// redeploy restarts every instance one at a time, the way a rolling deploy does:
+// SIGTERM (the instance deregisters and drains), the supervisor starts it again,
+// and the next one goes only when the service has all its instances passing.
+func (s *supervisor) redeploy(ctx context.Context, c *api.Client, want int) {
+	s.mu.Lock()
+	var procs []*demoProc
+	for _, p := range s.procs {
+		procs = append(procs, p)
+	}
+	s.mu.Unlock()
+	sort.Slice(procs, func(i, j int) bool {
+		return procs[i].svc+fmt.Sprint(procs[i].n) < procs[j].svc+fmt.Sprint(procs[j].n)
+	})
+	fmt.Fprintf(s.out, "redeploy: %d instances, one at a time\n", len(procs))
+	for _, p := range procs {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			return
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			s.mu.Lock()
+			cur := s.procs[fmt.Sprintf("%s-%d", p.svc, p.n)]
+			s.mu.Unlock()
+			entries, _, err := c.Health().Service(p.svc, "", true, nil)
+			if cur != p && err == nil && len(entries) >= want {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	fmt.Fprintln(s.out, "redeploy: done")
 }
 
 // strike kills a random instance with SIGKILL; the supervisor starts it again.
