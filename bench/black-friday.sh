@@ -29,10 +29,13 @@ request = function()
   return wrk.format("GET", "/articles/" .. ((counter * 7919) % 3000 + 1))
 end
 LUA
+sed 's|return wrk.format("GET", \(.*\))$|return wrk.format("GET", \1, {["Cache-Control"] = "no-cache"})|' \
+	"$tmp/articles.lua" >"$tmp/articles-nocache.lua"
 
 # start_demo ARGS...: runs wolke demo on free ports, sets $shop and $demo_pid.
 start_demo() {
 	local out="$tmp/demo-$RANDOM.log"
+	: >"$out"
 	"$tmp/wolke" demo -http-addr "127.0.0.1:$(free_port)" -listen "127.0.0.1:$(free_port)" \
 		-admin-listen "127.0.0.1:$(free_port)" "$@" >"$out" 2>&1 &
 	demo_pid=$!
@@ -59,10 +62,10 @@ stop_demo() {
 	wait "$demo_pid" 2>/dev/null || true
 }
 
-# run NAME: wrk against the article pages; prints a markdown row.
+# run NAME [DURATION]: wrk against the article pages; prints a markdown row.
 run() {
-	local name=$1 out
-	out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$tmp/articles.lua" "$shop")
+	local name=$1 dur=${2:-$DURATION} out
+	out=$(wrk -t"$THREADS" -c"$CONNS" -d"$dur" --latency -s "${script:-$tmp/articles.lua}" "$shop")
 	local rps p50 p99 reqs non2xx sockerr
 	rps=$(awk '/Requests\/sec/{print $2}' <<<"$out")
 	p50=$(awk '$1=="50%"{print $2}' <<<"$out")
@@ -74,16 +77,26 @@ run() {
 		"$(echo "$rps / 2 / 1736" | bc -l)"
 }
 
+# A shop opens warm: the pages have been asked for before the doors open, as they
+# would be on a real Black Friday (a cold gateway cache sends 64 concurrent misses to
+# the storefront at once, and its adaptive concurrency limit sheds part of them).
+warm() { wrk -t2 -c16 -d10s -s "$tmp/articles.lua" "$shop" >/dev/null; }
+
 echo "| run | req/s | p50 | p99 | requests | failed | per core vs 1,736 |"
 echo "|---|--:|--:|--:|--:|--:|--:|"
 start_demo
-wrk -t2 -c32 -d5s -s "$tmp/articles.lua" "$shop" >/dev/null # warm the caches
+warm
 run "steady"
+# Cache-Control: no-cache makes the gateway revalidate, so every page is rendered by
+# a storefront (its article and recommendations calls then mostly hit the cache).
+script="$tmp/articles-nocache.lua" run "steady, every page rendered (no-cache)"
 stop_demo
 
+# The redeploy restarts 16 instances one at a time (about 4 s each): a minute at least.
 start_demo -chaos -chaos-every 3s
-kill -USR1 "$demo_pid" # a rolling redeploy of every instance during the run
-run "kills every 3 s + rolling redeploy"
+warm
+kill -USR1 "$demo_pid"
+run "kills every 3 s + rolling redeploy" "${CHAOS_DURATION:-70s}"
 grep -c 'chaos: SIGKILL' "$demo_log" | sed 's/^/instances killed: /' >&2
 grep 'redeploy:' "$demo_log" >&2 || true
 stop_demo
