@@ -11,9 +11,14 @@
 // and 10 requests. At the end of each window, with short the mean latency of the
 // window's successful requests and long the baseline:
 //
-//	gradient = clamp(Tolerance × long / short, 0.5, 1)
+//	gradient = clamp((Tolerance × long + Slack) / short, 0.5, 1)
 //	target   = limit × gradient + sqrt(limit)     // sqrt(limit): the queue allowed
 //	limit    = limit × (1 − Smoothing) + target × Smoothing, within [MinLimit, MaxLimit]
+//
+// Slack (5 ms) is added to what latency may reach: a service answering in 300 µs that
+// takes 1.5 ms because the machine is busy is not overloaded, and sub-millisecond
+// latencies jitter by more than their size on shared cores; a real overload queues
+// far beyond a few milliseconds.
 //
 // While latency stays within Tolerance (1.5×) of the baseline the gradient is 1 and
 // the limit grows by Smoothing × sqrt(limit) per window; once requests queue upstream
@@ -259,7 +264,7 @@ func (l *Limiter) endWindow(now int64) {
 		if l.long > 2*short {
 			l.long *= 0.95
 		}
-		gradient = min(1, max(0.5, l.cfg.Tolerance*l.long/short))
+		gradient = min(1, max(0.5, (l.cfg.Tolerance*l.long+float64(l.cfg.Slack))/short))
 	}
 	l.windows++
 	if gradient < 1 {

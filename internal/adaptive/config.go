@@ -33,6 +33,10 @@ type Config struct {
 	// lets more queueing build upstream before shedding; lower sheds sooner but may
 	// mistake latency noise for overload.
 	Tolerance float64
+	// Slack is added to Tolerance × the baseline before latency counts as risen, so
+	// that scheduling jitter on a busy machine is not taken for an overloaded
+	// upstream. Default 5ms; negative means none.
+	Slack time.Duration
 	// Window is the shortest sample window: the limit is recomputed at most once per
 	// Window and per 10 completed requests, whichever takes longer. Default 100ms.
 	Window time.Duration
@@ -62,6 +66,7 @@ func DefaultConfig() Config {
 		MaxLimit:      1000,
 		Smoothing:     0.2,
 		Tolerance:     1.5,
+		Slack:         5 * time.Millisecond,
 		Window:        100 * time.Millisecond,
 		ProbeInterval: 60 * time.Second,
 	}
@@ -105,6 +110,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Smoothing == 0 {
 		c.Smoothing = d.Smoothing
+	}
+	switch {
+	case c.Slack == 0:
+		c.Slack = d.Slack
+	case c.Slack < 0:
+		c.Slack = 0
 	}
 	if c.Tolerance == 0 {
 		c.Tolerance = d.Tolerance

@@ -3,6 +3,7 @@ package adaptive
 import (
 	"container/heap"
 	"math/rand/v2"
+	"testing"
 	"time"
 )
 
@@ -68,6 +69,11 @@ func newSim(s sim, seed uint64, cfg Config) *sim {
 	p := &s
 	p.rng = rand.New(rand.NewPCG(seed, seed))
 	cfg.Now = func() time.Time { return simEpoch.Add(p.now) }
+	// The simulations check the gradient itself; Slack (for jitter of real machines)
+	// has its own test.
+	if cfg.Slack == 0 {
+		cfg.Slack = -1
+	}
 	p.lim = New(cfg)
 	p.reset()
 	return p
@@ -157,4 +163,36 @@ func (st simStats) meanLatency() time.Duration {
 // throughput is admitted requests per second since the last reset.
 func (st simStats) throughput(now time.Duration) float64 {
 	return float64(st.admitted) / (now - st.from).Seconds()
+}
+
+// Slack: a sub-millisecond service slowed by a busy machine (300 µs → 1.5 ms) is not
+// taken for an overloaded one, so the limit does not shrink; without Slack it would.
+func TestSlackIgnoresJitter(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		slack  time.Duration
+		shrink bool
+	}{{"default slack", 0, false}, {"no slack", -1, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var now time.Duration
+			l := New(Config{Slack: tc.slack, Now: func() time.Time { return simEpoch.Add(now) }})
+			serve := func(n int, rtt time.Duration) {
+				for i := 0; i < n; i++ {
+					tok, ok := l.Acquire()
+					if !ok {
+						continue
+					}
+					now += 100 * time.Microsecond
+					l.Release(tok, rtt, false)
+				}
+			}
+			serve(200, 300*time.Microsecond) // the baseline
+			before := l.Limit()
+			serve(20000, 1500*time.Microsecond)
+			after := l.Limit()
+			if shrank := after < before; shrank != tc.shrink {
+				t.Errorf("limit %d → %d; shrink %v, want %v", before, after, shrank, tc.shrink)
+			}
+		})
+	}
 }
