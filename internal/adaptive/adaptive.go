@@ -21,7 +21,8 @@
 // far beyond a few milliseconds.
 //
 // While latency stays within Tolerance (1.5×) of the baseline the gradient is 1 and
-// the limit grows by Smoothing × sqrt(limit) per window; once requests queue upstream
+// the limit grows by Smoothing × sqrt(limit) per window (by Smoothing × limit, a slow
+// start, while requests are being refused at the limit); once requests queue upstream
 // and latency rises beyond that, it shrinks, by at most 10% per window (the 0.5
 // floor keeps one slow outlier from halving it). It settles where the gradient
 // balances the queue allowance, at a latency of Tolerance / (1 − 1/sqrt(limit)) times
@@ -41,11 +42,11 @@
 // 10 minutes, a window counting as at most Tolerance × long so that an overload cannot
 // drag it up, and multiplied by 0.95 per window while it exceeds 2 × short so that it
 // comes down quickly when the upstream gets faster. It is anchored by measurement
-// (Envoy's min RTT calculation, a probe): the limit is held low until 10 requests
+// (Envoy's min RTT calculation, a probe): the limit is held until 10 requests
 // admitted under it have completed, and their mean latency becomes the baseline. A
-// new limiter starts with a probe at MinLimit, since InitialLimit is only a guess;
-// without it, a limiter starting far above the upstream's capacity would take the
-// latency of the overload it causes for the baseline, and never shrink. Later probes
+// new limiter starts with such a measurement at InitialLimit (100): starting at
+// MinLimit would refuse most requests of a gateway started under load; a baseline
+// measured under an overload is corrected by the later probes. Later probes
 // run at most every ProbeInterval (60s), and only when the limit shrank in most
 // windows of the last interval: that is when the average may have crept up (Gradient2
 // lets it follow a sustained overload), or the upstream has become slower for good,
@@ -275,8 +276,16 @@ func (l *Limiter) endWindow(now int64) {
 	}
 	est := l.estimate
 	target := est*gradient + math.Sqrt(est)
-	if target > est && maxIn < est/2 {
+	switch {
+	case target > est && maxIn < est/2:
 		target = est // demand-limited: no evidence for a higher limit
+	case gradient == 1 && drops == 0 && maxIn >= math.Floor(est):
+		// Latency is healthy and the limit, not the demand, bounded the window:
+		// grow like TCP's slow start (the smoothed estimate rises about 20 % per
+		// window) rather than by sqrt(limit), which takes seconds to go from 20 to a
+		// few hundred while every request over the limit is refused. Should latency
+		// rise, the next window shrinks it again.
+		target = max(target, 2*est)
 	}
 	l.setEstimate(est*(1-l.cfg.Smoothing) + target*l.cfg.Smoothing)
 

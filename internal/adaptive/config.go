@@ -15,8 +15,10 @@ var ErrInvalidConfig = errors.New("adaptive: invalid config")
 // changing it later has no effect.
 type Config struct {
 	// InitialLimit is the concurrency limit to start from, once the no-load latency
-	// has been measured. Default 20 (or MinLimit or MaxLimit, if 20 is outside them). Too high is safe (the limit shrinks within a few
-	// windows, 10% per window at most); too low only means a slower start.
+	// has been measured. Default 100 (or MinLimit or MaxLimit, if 100 is outside
+	// them). Too high is safe (the limit shrinks within a few windows, 10% per window
+	// at most); too low refuses requests until the limit has grown (a gateway started
+	// under 64 concurrent requests refused thousands at 20).
 	InitialLimit int
 	// MinLimit is the floor: never fewer than this many requests in flight are
 	// allowed, and it is the concurrency at which the no-load latency is measured.
@@ -61,7 +63,7 @@ type Config struct {
 // 0.2, tolerance 1.5, 100ms windows, a no-load probe at most every 60s.
 func DefaultConfig() Config {
 	return Config{
-		InitialLimit:  20,
+		InitialLimit:  100,
 		MinLimit:      4,
 		MaxLimit:      1000,
 		Smoothing:     0.2,
