@@ -23,6 +23,27 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// WriteError answers with {"error": msg}, the shape of every error of the shop's
+// APIs (and of wolke's gateway).
+func WriteError(w http.ResponseWriter, status int, msg string) {
+	WriteJSON(w, status, map[string]string{"error": msg})
+}
+
+// ValidKeySegment reports whether s can be one segment of a KV key: 1 to max
+// letters, digits, '-', '_' or '.', and not "." or "..". IDs that services turn
+// into keys (articles, orders, transactions) are checked with it.
+func ValidKeySegment(s string, max int) bool {
+	if s == "" || len(s) > max || s == "." || s == ".." {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
 // DecodeJSON reads the request's JSON body (at most MaxJSONBody, unknown fields
 // refused) into v. Its error is meant for the caller: answer it with
 // http.Error(w, err.Error(), http.StatusBadRequest).

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/wolke-platform/wolke/pkg/chassis"
 )
 
 // State is a transaction's state in the decision log.
@@ -111,13 +112,8 @@ func (r Record) member(name string) (Member, bool) {
 // validTxID reports whether id can be a transaction ID: a single KV key segment of
 // letters, digits, '-', '_' and '.', at most 128 bytes, and not the leader key.
 func validTxID(id string) error {
-	if id == "" || len(id) > 128 || id == LeaderKey || id == "." || id == ".." {
+	if id == LeaderKey || !chassis.ValidKeySegment(id, 128) {
 		return fmt.Errorf("%w %q", ErrBadTxID, id)
-	}
-	for _, c := range id {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return fmt.Errorf("%w %q", ErrBadTxID, id)
-		}
 	}
 	return nil
 }

@@ -58,7 +58,7 @@ func (h *handler) routes() http.Handler {
 	mux.HandleFunc("POST /signin", h.signin)
 	mux.HandleFunc("GET /.well-known/jwks.json", h.jwks)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such resource: "+r.Method+" "+r.URL.Path)
+		chassis.WriteError(w, http.StatusNotFound, "no such resource: "+r.Method+" "+r.URL.Path)
 	})
 	return mux
 }
@@ -77,12 +77,12 @@ func (h *handler) register(w http.ResponseWriter, r *http.Request) {
 		Password string `json:"password"`
 	}
 	if err := chassis.DecodeJSON(r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		chassis.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	email, err := normalizeEmail(req.Email)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		chassis.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	name := strings.TrimSpace(req.Name)
@@ -90,23 +90,23 @@ func (h *handler) register(w http.ResponseWriter, r *http.Request) {
 		name, _, _ = strings.Cut(email, "@")
 	}
 	if utf8.RuneCountInString(name) > MaxName || !utf8.ValidString(name) || strings.ContainsFunc(name, unicode.IsControl) {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("name: at most %d printable characters", MaxName))
+		chassis.WriteError(w, http.StatusBadRequest, fmt.Sprintf("name: at most %d printable characters", MaxName))
 		return
 	}
 	if utf8.RuneCountInString(req.Password) < MinPassword {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("password: at least %d characters", MinPassword))
+		chassis.WriteError(w, http.StatusBadRequest, fmt.Sprintf("password: at least %d characters", MinPassword))
 		return
 	}
 	if len(req.Password) > MaxPassword {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("password: at most %d bytes", MaxPassword))
+		chassis.WriteError(w, http.StatusBadRequest, fmt.Sprintf("password: at most %d bytes", MaxPassword))
 		return
 	}
 	// Spare the bcrypt when the address is known to be taken (the CAS below decides).
 	if u, err := h.users.get(r.Context(), email); err != nil {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+		chassis.WriteError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	} else if u != nil {
-		writeError(w, http.StatusConflict, errEmailTaken.Error())
+		chassis.WriteError(w, http.StatusConflict, errEmailTaken.Error())
 		return
 	}
 	var hash []byte
@@ -114,15 +114,15 @@ func (h *handler) register(w http.ResponseWriter, r *http.Request) {
 		hash, err = bcrypt.GenerateFromPassword([]byte(req.Password), h.cfg.BcryptCost)
 		return err
 	}); err != nil {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+		chassis.WriteError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
 	u := user{ID: newUserID(), Email: email, Name: name, PasswordHash: string(hash), Created: h.now().UTC()}
 	switch err := h.users.create(r.Context(), u); {
 	case errors.Is(err, errEmailTaken):
-		writeError(w, http.StatusConflict, err.Error())
+		chassis.WriteError(w, http.StatusConflict, err.Error())
 	case err != nil:
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+		chassis.WriteError(w, http.StatusServiceUnavailable, err.Error())
 	default:
 		chassis.WriteJSON(w, http.StatusCreated, publicUser{ID: u.ID, Email: u.Email, Name: u.Name})
 	}
@@ -134,13 +134,13 @@ func (h *handler) signin(w http.ResponseWriter, r *http.Request) {
 		Password string `json:"password"`
 	}
 	if err := chassis.DecodeJSON(r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		chassis.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	var u *user
 	if email, err := normalizeEmail(req.Email); err == nil {
 		if u, err = h.users.get(r.Context(), email); err != nil {
-			writeError(w, http.StatusServiceUnavailable, err.Error())
+			chassis.WriteError(w, http.StatusServiceUnavailable, err.Error())
 			return
 		}
 	}
@@ -153,16 +153,16 @@ func (h *handler) signin(w http.ResponseWriter, r *http.Request) {
 		match = bcrypt.CompareHashAndPassword(hash, []byte(req.Password)) == nil
 		return nil
 	}); err != nil {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+		chassis.WriteError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
 	if u == nil || !match {
-		writeError(w, http.StatusUnauthorized, "wrong email or password")
+		chassis.WriteError(w, http.StatusUnauthorized, "wrong email or password")
 		return
 	}
 	token, exp, err := h.issue(u)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
+		chassis.WriteError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
 	chassis.WriteJSON(w, http.StatusOK, struct {
@@ -218,8 +218,4 @@ func (h *handler) withBcrypt(ctx context.Context, fn func() error) error {
 	}
 	defer func() { <-h.bcryptSlots }()
 	return fn()
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	chassis.WriteJSON(w, status, map[string]string{"error": msg})
 }

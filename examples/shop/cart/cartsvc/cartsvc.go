@@ -84,7 +84,7 @@ func (h *handler) routes() http.Handler {
 	mux.HandleFunc("POST /cart/items", h.withUser(h.add))
 	mux.HandleFunc("PUT /cart/items/{article_id}", h.withUser(h.set))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such resource: "+r.Method+" "+r.URL.Path)
+		chassis.WriteError(w, http.StatusNotFound, "no such resource: "+r.Method+" "+r.URL.Path)
 	})
 	return mux
 }
@@ -94,11 +94,11 @@ func (h *handler) withUser(fn func(w http.ResponseWriter, r *http.Request, user 
 	return func(w http.ResponseWriter, r *http.Request) {
 		user := r.Header.Get(IdentityHeader)
 		if user == "" {
-			writeError(w, http.StatusUnauthorized, "not signed in (no "+IdentityHeader+")")
+			chassis.WriteError(w, http.StatusUnauthorized, "not signed in (no "+IdentityHeader+")")
 			return
 		}
 		if !validID(user, 128) {
-			writeError(w, http.StatusUnauthorized, "invalid "+IdentityHeader)
+			chassis.WriteError(w, http.StatusUnauthorized, "invalid "+IdentityHeader)
 			return
 		}
 		fn(w, r, user)
@@ -108,7 +108,7 @@ func (h *handler) withUser(fn func(w http.ResponseWriter, r *http.Request, user 
 func (h *handler) get(w http.ResponseWriter, r *http.Request, user string) {
 	c, index, err := h.store.get(r.Context(), user)
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+		chassis.WriteError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
 	w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(index, 10)))
@@ -121,16 +121,16 @@ func (h *handler) clear(w http.ResponseWriter, r *http.Request, user string) {
 		s, err := strconv.Unquote(strings.TrimPrefix(m, "W/"))
 		n, err2 := strconv.ParseUint(s, 10, 64)
 		if err != nil || err2 != nil {
-			writeError(w, http.StatusBadRequest, `If-Match: want an ETag of GET /cart, like "42"`)
+			chassis.WriteError(w, http.StatusBadRequest, `If-Match: want an ETag of GET /cart, like "42"`)
 			return
 		}
 		index = &n
 	}
 	switch err := h.store.clear(r.Context(), user, index); {
 	case errors.Is(err, errChanged):
-		writeError(w, http.StatusPreconditionFailed, err.Error())
+		chassis.WriteError(w, http.StatusPreconditionFailed, err.Error())
 	case err != nil:
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+		chassis.WriteError(w, http.StatusServiceUnavailable, err.Error())
 	default:
 		writeCart(w, cart{})
 	}
@@ -142,23 +142,23 @@ func (h *handler) add(w http.ResponseWriter, r *http.Request, user string) {
 		Qty       int    `json:"qty"`
 	}
 	if err := chassis.DecodeJSON(r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		chassis.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if req.Qty == 0 {
 		req.Qty = 1
 	}
 	if !validID(req.ArticleID, 64) {
-		writeError(w, http.StatusBadRequest, "article_id: missing or invalid")
+		chassis.WriteError(w, http.StatusBadRequest, "article_id: missing or invalid")
 		return
 	}
 	if req.Qty < 1 || req.Qty > MaxQty {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("qty: want 1 to %d", MaxQty))
+		chassis.WriteError(w, http.StatusBadRequest, fmt.Sprintf("qty: want 1 to %d", MaxQty))
 		return
 	}
 	a, status, err := h.article(r.Context(), req.ArticleID)
 	if err != nil {
-		writeError(w, status, err.Error())
+		chassis.WriteError(w, status, err.Error())
 		return
 	}
 	c, err := h.store.update(r.Context(), user, func(c *cart) error {
@@ -184,15 +184,15 @@ func (h *handler) set(w http.ResponseWriter, r *http.Request, user string) {
 		Qty *int `json:"qty"`
 	}
 	if err := chassis.DecodeJSON(r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		chassis.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if !validID(id, 64) {
-		writeError(w, http.StatusBadRequest, "article_id: invalid")
+		chassis.WriteError(w, http.StatusBadRequest, "article_id: invalid")
 		return
 	}
 	if req.Qty == nil || *req.Qty < 0 || *req.Qty > MaxQty {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("qty: want 0 to %d", MaxQty))
+		chassis.WriteError(w, http.StatusBadRequest, fmt.Sprintf("qty: want 0 to %d", MaxQty))
 		return
 	}
 	qty := *req.Qty
@@ -230,11 +230,11 @@ func (h *handler) answerUpdate(w http.ResponseWriter, c cart, err error) {
 	var ue *upstreamError
 	switch {
 	case errors.As(err, &re):
-		writeError(w, http.StatusBadRequest, re.msg)
+		chassis.WriteError(w, http.StatusBadRequest, re.msg)
 	case errors.As(err, &ue):
-		writeError(w, ue.status, ue.err.Error())
+		chassis.WriteError(w, ue.status, ue.err.Error())
 	case err != nil:
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+		chassis.WriteError(w, http.StatusServiceUnavailable, err.Error())
 	default:
 		writeCart(w, c)
 	}
@@ -294,8 +294,4 @@ func writeCart(w http.ResponseWriter, c cart) {
 		Items      []item `json:"items"`
 		TotalCents int    `json:"total_cents"`
 	}{c.Items, total})
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	chassis.WriteJSON(w, status, map[string]string{"error": msg})
 }

@@ -113,7 +113,7 @@ func Service() chassis.Service {
 			mux.HandleFunc("GET /stock/{article_id}", inv.getStock)
 			mux.Handle("POST /twopc/", srv)
 			mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-				writeError(w, http.StatusNotFound, "no such resource: "+r.Method+" "+r.URL.Path)
+				chassis.WriteError(w, http.StatusNotFound, "no such resource: "+r.Method+" "+r.URL.Path)
 			})
 			return mux, nil
 		},
@@ -204,7 +204,7 @@ func casOps(lines []Line, counts map[string]count, sign int) api.TxnOps {
 func normalize(r Reservation) ([]Line, error) {
 	qty := map[string]int{}
 	for _, l := range r.Items {
-		if !validArticleID(l.ArticleID) {
+		if !chassis.ValidKeySegment(l.ArticleID, 64) {
 			return nil, fmt.Errorf("bad article ID %q", l.ArticleID)
 		}
 		if l.Qty < 1 || l.Qty > MaxQty {
@@ -224,20 +224,6 @@ func normalize(r Reservation) ([]Line, error) {
 	}
 	slices.SortFunc(lines, func(a, b Line) int { return strings.Compare(a.ArticleID, b.ArticleID) })
 	return lines, nil
-}
-
-// validArticleID reports whether id can name a KV key segment: 1 to 64 letters,
-// digits, '-', '_' or '.'.
-func validArticleID(id string) bool {
-	if id == "" || len(id) > 64 || id == "." || id == ".." {
-		return false
-	}
-	for _, c := range id {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
 }
 
 func ids(lines []Line) []string {
@@ -327,25 +313,19 @@ func (inv *Inventory) Available(ctx context.Context, articleID string) (int, boo
 
 func (inv *Inventory) getStock(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("article_id")
-	if !validArticleID(id) {
-		writeError(w, http.StatusNotFound, "no article "+strconv.Quote(id))
+	if !chassis.ValidKeySegment(id, 64) {
+		chassis.WriteError(w, http.StatusNotFound, "no article "+strconv.Quote(id))
 		return
 	}
 	n, ok, err := inv.Available(r.Context(), id)
 	switch {
 	case err != nil:
-		writeError(w, http.StatusServiceUnavailable, "reading the stock: "+err.Error())
+		chassis.WriteError(w, http.StatusServiceUnavailable, "reading the stock: "+err.Error())
 	case !ok:
-		writeError(w, http.StatusNotFound, "no article "+strconv.Quote(id))
+		chassis.WriteError(w, http.StatusNotFound, "no article "+strconv.Quote(id))
 	default:
 		chassis.WriteJSON(w, http.StatusOK, Stock{ArticleID: id, Available: n})
 	}
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	chassis.WriteJSON(w, status, struct {
-		Error string `json:"error"`
-	}{msg})
 }
 
 // keyLocks are mutexes by key, for queueing an instance's changes of one article.

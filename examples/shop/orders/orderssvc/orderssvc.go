@@ -135,7 +135,7 @@ func Service() chassis.Service {
 			mux.HandleFunc("GET /orders/{id}", h.withUser(h.get))
 			mux.Handle("POST /twopc/", srv)
 			mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-				writeError(w, http.StatusNotFound, "no such resource: "+r.Method+" "+r.URL.Path)
+				chassis.WriteError(w, http.StatusNotFound, "no such resource: "+r.Method+" "+r.URL.Path)
 			})
 			return mux, nil
 		},
@@ -153,7 +153,7 @@ func (h *handler) withUser(fn func(w http.ResponseWriter, r *http.Request, user 
 	return func(w http.ResponseWriter, r *http.Request) {
 		user := r.Header.Get(IdentityHeader)
 		if user == "" {
-			writeError(w, http.StatusUnauthorized, "sign in first (no "+IdentityHeader+")")
+			chassis.WriteError(w, http.StatusUnauthorized, "sign in first (no "+IdentityHeader+")")
 			return
 		}
 		fn(w, r, user)
@@ -165,18 +165,18 @@ func (h *handler) checkout(w http.ResponseWriter, r *http.Request, user string) 
 	c, etag, err := h.cart(ctx, user, http.MethodGet, "")
 	if err != nil {
 		h.in.Logger().WarnContext(ctx, "checkout: reading the cart", "error", err.Error())
-		writeError(w, http.StatusServiceUnavailable, "the cart cannot be read: "+err.Error())
+		chassis.WriteError(w, http.StatusServiceUnavailable, "the cart cannot be read: "+err.Error())
 		return
 	}
 	if len(c.Items) == 0 {
-		writeError(w, http.StatusBadRequest, "the cart is empty")
+		chassis.WriteError(w, http.StatusBadRequest, "the cart is empty")
 		return
 	}
 	o := Order{ID: newOrderID(), User: user, Items: c.Items, Status: Pending, Created: time.Now().UTC()}
 	lines := make([]inventorysvc.Line, 0, len(c.Items))
 	for _, it := range c.Items {
 		if it.Qty < 1 || it.PriceCents < 0 {
-			writeError(w, http.StatusBadRequest, "the cart has a bad line: article "+it.ArticleID)
+			chassis.WriteError(w, http.StatusBadRequest, "the cart has a bad line: article "+it.ArticleID)
 			return
 		}
 		o.TotalCents += it.PriceCents * int64(it.Qty)
@@ -203,11 +203,11 @@ func (h *handler) checkout(w http.ResponseWriter, r *http.Request, user string) 
 			return
 		}
 		if ref := out.Refused(paymentssvc.Name); ref != nil && ref.Code == paymentssvc.CodeDeclined {
-			writeError(w, http.StatusPaymentRequired, "the payment was declined")
+			chassis.WriteError(w, http.StatusPaymentRequired, "the payment was declined")
 			return
 		}
 		h.in.Logger().WarnContext(ctx, "checkout: aborted", "order", o.ID, "reason", out.Reason)
-		writeError(w, http.StatusServiceUnavailable, "the checkout failed, please try again: "+out.Reason)
+		chassis.WriteError(w, http.StatusServiceUnavailable, "the checkout failed, please try again: "+out.Reason)
 		return
 	}
 	// The cart as it was checked out goes; an article added meanwhile stays.
@@ -270,7 +270,7 @@ func (h *handler) cart(ctx context.Context, user, method, etag string) (cart, st
 func (h *handler) list(w http.ResponseWriter, r *http.Request, user string) {
 	orders, err := h.orders.List(r.Context(), user)
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "reading the orders: "+err.Error())
+		chassis.WriteError(w, http.StatusServiceUnavailable, "reading the orders: "+err.Error())
 		return
 	}
 	chassis.WriteJSON(w, http.StatusOK, orders)
@@ -281,9 +281,9 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request, user string) {
 	o, err := h.orders.Get(r.Context(), id)
 	switch {
 	case err != nil:
-		writeError(w, http.StatusServiceUnavailable, "reading the order: "+err.Error())
+		chassis.WriteError(w, http.StatusServiceUnavailable, "reading the order: "+err.Error())
 	case o == nil || o.User != user:
-		writeError(w, http.StatusNotFound, "no order "+strconv.Quote(id))
+		chassis.WriteError(w, http.StatusNotFound, "no order "+strconv.Quote(id))
 	default:
 		chassis.WriteJSON(w, http.StatusOK, o)
 	}
@@ -365,7 +365,7 @@ func (s *Orders) Abort(ctx context.Context, txid string) error {
 // Get returns the order with the ID, pending or confirmed; nil if there is none or it
 // was dropped.
 func (s *Orders) Get(ctx context.Context, id string) (*Order, error) {
-	if !validID(id) {
+	if !chassis.ValidKeySegment(id, 128) {
 		return nil, nil
 	}
 	e, err := s.Ledger.Get(ctx, id)
@@ -401,26 +401,6 @@ func (s *Orders) List(ctx context.Context, user string) ([]Order, error) {
 		return cmp.Or(b.Created.Compare(a.Created), cmp.Compare(b.ID, a.ID))
 	})
 	return out, nil
-}
-
-// validID reports whether id can be an order (transaction) ID: letters, digits, '-',
-// '_' and '.'.
-func validID(id string) bool {
-	if id == "" || len(id) > 128 || id == "." || id == ".." {
-		return false
-	}
-	for _, c := range id {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	chassis.WriteJSON(w, status, struct {
-		Error string `json:"error"`
-	}{msg})
 }
 
 var _ twopc.Participant = (*Orders)(nil)

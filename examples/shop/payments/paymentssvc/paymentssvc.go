@@ -98,7 +98,7 @@ func Service() chassis.Service {
 			mux.HandleFunc("GET /payments/{id}", p.getPayment)
 			mux.Handle("POST /twopc/", srv)
 			mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-				writeError(w, http.StatusNotFound, "no such resource: "+r.Method+" "+r.URL.Path)
+				chassis.WriteError(w, http.StatusNotFound, "no such resource: "+r.Method+" "+r.URL.Path)
 			})
 			return mux, nil
 		},
@@ -170,39 +170,19 @@ func (p *Payments) Payment(ctx context.Context, id string) (*Payment, error) {
 
 func (p *Payments) getPayment(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if !validID(id) {
-		writeError(w, http.StatusNotFound, "no payment "+strconv.Quote(id))
+	if !chassis.ValidKeySegment(id, 128) {
+		chassis.WriteError(w, http.StatusNotFound, "no payment "+strconv.Quote(id))
 		return
 	}
 	pay, err := p.Payment(r.Context(), id)
 	switch {
 	case err != nil:
-		writeError(w, http.StatusServiceUnavailable, "reading the payment: "+err.Error())
+		chassis.WriteError(w, http.StatusServiceUnavailable, "reading the payment: "+err.Error())
 	case pay == nil:
-		writeError(w, http.StatusNotFound, "no payment "+strconv.Quote(id))
+		chassis.WriteError(w, http.StatusNotFound, "no payment "+strconv.Quote(id))
 	default:
 		chassis.WriteJSON(w, http.StatusOK, pay)
 	}
-}
-
-// validID reports whether id can be a transaction ID (twopc's rule: letters, digits,
-// '-', '_', '.').
-func validID(id string) bool {
-	if id == "" || len(id) > 128 || id == "." || id == ".." {
-		return false
-	}
-	for _, c := range id {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	chassis.WriteJSON(w, status, struct {
-		Error string `json:"error"`
-	}{msg})
 }
 
 var _ twopc.Participant = (*Payments)(nil)

@@ -62,7 +62,7 @@ func Service() chassis.Service {
 			mux := http.NewServeMux()
 			mux.HandleFunc("GET /recommendations", h.recommend)
 			mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-				writeError(w, http.StatusNotFound, "no such resource: "+r.Method+" "+r.URL.Path)
+				chassis.WriteError(w, http.StatusNotFound, "no such resource: "+r.Method+" "+r.URL.Path)
 			})
 			return mux, nil
 		},
@@ -84,7 +84,7 @@ func (h *handler) recommend(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	id := r.URL.Query().Get("article")
 	if id == "" {
-		writeError(w, http.StatusBadRequest, "article: missing")
+		chassis.WriteError(w, http.StatusBadRequest, "article: missing")
 		return
 	}
 	if d := h.delay.Get(); d > 0 {
@@ -93,19 +93,19 @@ func (h *handler) recommend(w http.ResponseWriter, r *http.Request) {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			writeError(w, http.StatusServiceUnavailable, "gave up waiting (delay configured)")
+			chassis.WriteError(w, http.StatusServiceUnavailable, "gave up waiting (delay configured)")
 			return
 		}
 	}
 	if p := h.failPct.Get(); p > 0 && rand.IntN(100) < p {
-		writeError(w, http.StatusInternalServerError, fmt.Sprintf("failing on purpose (fail_percent %d)", p))
+		chassis.WriteError(w, http.StatusInternalServerError, fmt.Sprintf("failing on purpose (fail_percent %d)", p))
 		return
 	}
 
 	var article shopdata.Article
 	if err := chassis.GetJSON(ctx, h.client, "http://catalog/articles/"+url.PathEscape(id), &article); err != nil {
 		if re := (*chassis.ResponseError)(nil); errors.As(err, &re) && re.StatusCode == http.StatusNotFound {
-			writeError(w, http.StatusNotFound, fmt.Sprintf("no article %q", id))
+			chassis.WriteError(w, http.StatusNotFound, fmt.Sprintf("no article %q", id))
 			return
 		}
 		catalogError(w, err)
@@ -163,9 +163,5 @@ func catalogError(w http.ResponseWriter, err error) {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		status = http.StatusServiceUnavailable
 	}
-	writeError(w, status, "catalog: "+err.Error())
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	chassis.WriteJSON(w, status, map[string]string{"error": msg})
+	chassis.WriteError(w, status, "catalog: "+err.Error())
 }
