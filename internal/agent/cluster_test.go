@@ -70,9 +70,15 @@ func startClusterAgentWith(t testing.TB, name string, expect int, join string, m
 // startThreeServers starts servers PREFIX1..3 and waits for a leader with 3 voters.
 func startThreeServers(t *testing.T, prefix string) []*Agent {
 	t.Helper()
-	s1 := startClusterAgent(t, prefix+"1", 3, "")
-	s2 := startClusterAgent(t, prefix+"2", 3, s1.SerfAddr())
-	s3 := startClusterAgent(t, prefix+"3", 3, s1.SerfAddr())
+	return startThreeServersWith(t, prefix, nil)
+}
+
+// startThreeServersWith is startThreeServers with a last word on each server's config.
+func startThreeServersWith(t *testing.T, prefix string, mutate func(*Config)) []*Agent {
+	t.Helper()
+	s1 := startClusterAgentWith(t, prefix+"1", 3, "", mutate)
+	s2 := startClusterAgentWith(t, prefix+"2", 3, s1.SerfAddr(), mutate)
+	s3 := startClusterAgentWith(t, prefix+"3", 3, s1.SerfAddr(), mutate)
 	servers := []*Agent{s1, s2, s3}
 	waitFor(t, 15*time.Second, prefix+": a leader with 3 voters", func() bool {
 		l := leaderOf(servers)

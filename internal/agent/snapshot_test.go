@@ -331,7 +331,14 @@ func TestSnapshotEndpointLimitsAndMethods(t *testing.T) {
 // TestLargeSnapshotRestoreThroughFollower: a restore bigger than a KV body limit sent
 // to a follower is streamed to the leader, not refused.
 func TestLargeSnapshotRestoreThroughFollower(t *testing.T) {
-	servers := startThreeServers(t, "big")
+	// Production's Raft timeouts, not the tests' short ones: both followers install the
+	// restored 1.3 MB snapshot at once, and under -race on two shared cores that holds
+	// up their heartbeat answers past a 50 ms lease, which deposes the leader mid-restore
+	// (seen in CI). This test is about streaming, not about elections.
+	servers := startThreeServersWith(t, "big", func(c *Config) {
+		d := DefaultConfig()
+		c.Raft.HeartbeatTimeout, c.Raft.ElectionTimeout, c.Raft.LeaderLeaseTimeout = d.Raft.HeartbeatTimeout, d.Raft.ElectionTimeout, d.Raft.LeaderLeaseTimeout
+	})
 	kv := clientFor(t, leaderOf(servers)).KV()
 	src := rand.NewChaCha8([32]byte{1})
 	for i := range 80 { // 80 × 16 KiB: well above the 576 KiB forwarding buffer
