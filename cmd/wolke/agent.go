@@ -129,6 +129,7 @@ its flags carry the prefix proxy- here).`,
 	f.IntVar(&cfg.ServerPort, "server-port", cfg.ServerPort, "port for server RPC (Raft)")
 	f.StringVar(&cfg.NodeName, "node", cfg.NodeName, "name of this node")
 	f.StringVar(&cfg.Datacenter, "datacenter", cfg.Datacenter, "datacenter name")
+	f.StringVar(&cfg.Raft.LogStore, "raft-log-store", cfg.Raft.LogStore, "Raft log engine for a new data dir: segments (one fsync per batch) or boltdb (Consul's); an existing data dir keeps its own")
 	f.Uint64Var(&cfg.Raft.SnapshotThreshold, "snapshot-threshold", cfg.Raft.SnapshotThreshold, "log entries since the last snapshot that trigger a new one")
 	f.DurationVar(&cfg.Raft.SnapshotInterval, "snapshot-interval", cfg.Raft.SnapshotInterval, "how often to check whether a snapshot is due")
 	f.Uint64Var(&cfg.Raft.TrailingLogs, "trailing-logs", cfg.Raft.TrailingLogs, "log entries kept after a snapshot, for followers catching up")

@@ -13,9 +13,14 @@ type Config struct {
 	// NodeID is the Raft server ID; it must stay the same across restarts of a server.
 	NodeID string
 
-	// DataDir holds the Raft log (raft-boltdb, fsync on every append batch) and the
-	// snapshots. Empty keeps everything in memory: dev mode, nothing survives a restart.
+	// DataDir holds the Raft log (fsync on every append batch) and the snapshots.
+	// Empty keeps everything in memory: dev mode, nothing survives a restart.
 	DataDir string
+
+	// LogStore is the Raft log's engine: LogSegments (wolke's append-only segment
+	// files, one write and one fsync per batch; the default) or LogBoltDB (raft-boltdb,
+	// Consul's). A data dir that already holds one keeps it, whatever this says.
+	LogStore string
 
 	// Bootstrap forms a one-server cluster when the node has no Raft state yet. It is a
 	// no-op on restart, so it is safe to keep on the command line.
@@ -64,8 +69,15 @@ func DefaultConfig() Config {
 		TrailingLogs:       10240,
 		SnapshotRetain:     2,
 		ApplyTimeout:       5 * time.Second,
+		LogStore:           LogSegments,
 	}
 }
+
+// The Raft log engines.
+const (
+	LogSegments = "segments"
+	LogBoltDB   = "boltdb"
+)
 
 // Validate reports the first setting that cannot work.
 func (c Config) Validate() error {
@@ -84,6 +96,8 @@ func (c Config) Validate() error {
 		return errors.New("consensus: SnapshotInterval must be at least 10ms")
 	case c.SnapshotRetain < 1:
 		return errors.New("consensus: SnapshotRetain must be at least 1")
+	case c.LogStore != LogSegments && c.LogStore != LogBoltDB:
+		return fmt.Errorf("consensus: log store %q is neither %q nor %q", c.LogStore, LogSegments, LogBoltDB)
 	}
 	return nil
 }

@@ -98,7 +98,7 @@ func New(cfg Config, fsm raft.FSM, trans raft.Transport) (*Node, error) {
 			}
 			n.logger.Info("removed unfinished snapshots", "count", len(tmps))
 		}
-		store, err := openLogStore(dir)
+		store, err := openLogStore(dir, cfg.LogStore, n.logger)
 		if err != nil {
 			return nil, err
 		}

@@ -17,12 +17,22 @@ import (
 // TestAcknowledgedWritesSurviveSIGKILL writes from 8 clients, kills the server with
 // SIGKILL while writes are in flight, restarts it on the same data dir, and checks that
 // every write that was answered "true" is there with its value. Three rounds, so the
-// restarted server's own log and snapshots are killed too.
+// restarted server's own log and snapshots are killed too. It runs on both log engines.
 func TestAcknowledgedWritesSurviveSIGKILL(t *testing.T) {
+	for _, engine := range []string{"segments", "boltdb"} {
+		t.Run(engine, func(t *testing.T) { testAcknowledgedWritesSurviveSIGKILL(t, engine) })
+	}
+}
+
+func testAcknowledgedWritesSurviveSIGKILL(t *testing.T, engine string) {
 	dir := t.TempDir()
 	// A low snapshot threshold makes the rounds cross snapshots and log compaction.
-	extra := []string{"-snapshot-threshold", "500", "-snapshot-interval", "200ms", "-trailing-logs", "100"}
+	extra := []string{"-snapshot-threshold", "500", "-snapshot-interval", "200ms", "-trailing-logs", "100", "-raft-log-store", engine}
 	srv := startServer(t, dir, extra...)
+	engineFile := map[string]string{"segments": "log", "boltdb": "raft.db"}[engine]
+	if _, err := os.Stat(filepath.Join(dir, "raft", engineFile)); err != nil {
+		t.Fatalf("the %s engine's %s is not in the data dir: %v", engine, engineFile, err)
+	}
 	acked := map[string]string{}
 	var lastIndex uint64
 	for round := 0; round < 3; round++ {

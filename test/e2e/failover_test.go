@@ -316,12 +316,12 @@ func TestDeposedLeaderDefaultRead(t *testing.T) {
 // that were never committed; when it restarts as a follower, the new leader makes it
 // drop them ("clearing log suffix"). Killed and restarted once more, it must start.
 // (This caught raft-wal v0.4.0, which seals the truncated segment without its index
-// block so the next start panics, hashicorp/raft-wal#31; wolke went back to boltdb.)
+// block so the next start panics, hashicorp/raft-wal#31.) It runs on both log engines.
 func TestRestartAfterLogSuffixTruncation(t *testing.T) {
-	for _, store := range []string{"boltdb"} {
+	for _, store := range []string{"segments", "boltdb"} {
 		t.Run(store, func(t *testing.T) {
 			seed := testSeed(t)
-			c := startCluster(t, clusterOpts{})
+			c := startCluster(t, clusterOpts{extra: []string{"-raft-log-store", store}})
 			load := c.startWrites("t", 16, seed, nil)
 			for round := 1; ; round++ {
 				old := c.waitLeader(10*time.Second, nil)
