@@ -77,7 +77,10 @@ func closeStream(r io.Reader, err error) error {
 type stitched struct {
 	prefix []byte
 	rest   io.Reader
-	once   sync.Once
+	// up, when set, is the upstream response rest belongs to; it goes back to
+	// fasthttp's pool once the body is done, instead of to the garbage collector.
+	up   *fasthttp.Response
+	once sync.Once
 }
 
 var _ fasthttp.ReadCloserWithError = (*stitched)(nil)
@@ -97,7 +100,16 @@ func (s *stitched) CloseWithError(err error) error {
 	var cerr error
 	s.once.Do(func() {
 		s.prefix = nil
-		cerr = closeStream(s.rest, err)
+		if s.up == nil {
+			cerr = closeStream(s.rest, err)
+			return
+		}
+		// Closing through up clears its stream, so releasing it does not close the
+		// stream a second time. fasthttp drops the upstream connection unless the body
+		// was read to its end, with or without err.
+		cerr = s.up.CloseBodyStream()
+		fasthttp.ReleaseResponse(s.up)
+		s.up = nil
 	})
 	return cerr
 }

@@ -87,7 +87,7 @@ func deliver(resp *fasthttp.Response, up *fasthttp.Response, prefix []byte) {
 		if cl < 0 {
 			cl = -1
 		}
-		resp.SetBodyStream(&stitched{prefix: prefix, rest: stream}, cl)
+		resp.SetBodyStream(&stitched{prefix: prefix, rest: stream, up: up}, cl)
 		return
 	}
 	resp.SetBody(up.Body())
