@@ -79,7 +79,7 @@ func (s *Server) agentSelf(w http.ResponseWriter, _ *http.Request) {
 // agentMetrics serves Prometheus text with ?format=prometheus (and on /metrics), and
 // otherwise Consul's JSON summary of gauges and counters.
 func (s *Server) agentMetrics(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == "/metrics" || r.URL.Query().Get("format") == "prometheus" {
+	if r.URL.Path == "/metrics" || queryOf(r).Get("format") == "prometheus" {
 		promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}).ServeHTTP(w, r)
 		return
 	}

@@ -102,7 +102,7 @@ func (s *Server) agentLocal(w http.ResponseWriter, r *http.Request, rest string)
 		err = la.DeregisterCheck(id)
 	case kind == "check" && (verb == "pass" || verb == "warn" || verb == "fail") && put && id != "":
 		status := map[string]string{"pass": state.HealthPassing, "warn": state.HealthWarning, "fail": state.HealthCritical}[verb]
-		err = la.UpdateTTL(id, status, r.URL.Query().Get("note"))
+		err = la.UpdateTTL(id, status, queryOf(r).Get("note"))
 	case kind == "check" && verb == "update" && put && id != "":
 		var body struct{ Status, Output string }
 		if err = readJSONBody(r, 64<<10, &body); err == nil {
@@ -154,11 +154,11 @@ func (s *Server) serviceRegister(w http.ResponseWriter, r *http.Request, la Loca
 		defs = append(defs, *in.Check)
 	}
 	defs = append(defs, in.Checks...)
-	return la.RegisterService(svc, defs, has(r.URL.Query(), "replace-existing-checks"))
+	return la.RegisterService(svc, defs, has(queryOf(r), "replace-existing-checks"))
 }
 
 func (s *Server) maintenance(r *http.Request, la LocalAgent, serviceID string) error {
-	q := r.URL.Query()
+	q := queryOf(r)
 	v := q.Get("enable")
 	if v != "true" && v != "false" {
 		return badRequest("Missing value for enable: want true or false")

@@ -312,7 +312,7 @@ func (s *Server) applyTrue(w http.ResponseWriter, r *http.Request, t command.Typ
 
 // readOpts parses the common read parameters and runs a blocking query.
 func (s *Server) blockingRead(w http.ResponseWriter, r *http.Request, run func(ws *state.WatchSet) (uint64, error)) error {
-	opts, err := s.parseQuery(r.URL.Query())
+	opts, err := s.parseQuery(queryOf(r))
 	if err != nil {
 		return err
 	}
@@ -326,7 +326,7 @@ func (s *Server) blockingRead(w http.ResponseWriter, r *http.Request, run func(w
 
 func (s *Server) catalogRead(w http.ResponseWriter, r *http.Request, verb, arg string) error {
 	store := s.backend.Store()
-	q := r.URL.Query()
+	q := queryOf(r)
 	flt, err := filterFrom(q.Get("filter"))
 	if err != nil {
 		return err
@@ -406,7 +406,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request, rest string) {
 	}
 	verb, arg, _ := strings.Cut(rest, "/")
 	store := s.backend.Store()
-	q := r.URL.Query()
+	q := queryOf(r)
 	var out any
 	flt, err := filterFrom(q.Get("filter"))
 	switch {
@@ -442,15 +442,15 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request, rest string) {
 		passing := has(q, "passing") && q.Get("passing") != "false" && q.Get("passing") != "0"
 		tags := q["tag"]
 		key := strings.ToLower(arg) + "\x00" + strings.Join(tags, "\x00") + "\x00" + strconv.FormatBool(passing) + "\x00" + q.Get("filter")
-		var body []byte
+		var answer *sharedEntry
 		err = s.blockingRead(w, r, func(ws *state.WatchSet) (uint64, error) {
 			if idx := store.ServiceIndex(ws, arg); idx > 0 {
-				if b, ok := s.shared.get(key, idx); ok {
-					body = b
+				if e, ok := s.shared.get(key, idx); ok {
+					answer = e
 					return idx, nil
 				}
 			}
-			body = nil
+			answer = nil
 			idx, inst, err := store.ServiceInstances(ws, arg, tags)
 			list := make([]serviceEntryJSON, 0, len(inst))
 			for i := range inst {
@@ -467,12 +467,11 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request, rest string) {
 			if merr != nil {
 				return idx, merr
 			}
-			body = b
-			s.shared.put(key, idx, b)
+			answer = s.shared.put(key, idx, b)
 			return idx, nil
 		})
 		if err == nil {
-			writeJSON(w, body)
+			answer.write(w)
 			return
 		}
 	default:

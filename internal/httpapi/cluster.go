@@ -101,7 +101,7 @@ func (s *Server) agentForceLeave(w http.ResponseWriter, r *http.Request, node st
 		writeError(w, badRequest("Missing node name"))
 		return
 	}
-	if err := c.ForceLeave(node, has(r.URL.Query(), "prune")); err != nil {
+	if err := c.ForceLeave(node, has(queryOf(r), "prune")); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -130,7 +130,7 @@ func (s *Server) operatorRaft(w http.ResponseWriter, r *http.Request, rest strin
 			methodNotAllowed(w, r.Method, "DELETE")
 			return
 		}
-		q := r.URL.Query()
+		q := queryOf(r)
 		id, addr := q.Get("id"), q.Get("address")
 		if (id == "") == (addr == "") {
 			writeError(w, badRequest("Must specify exactly one of ?id or ?address"))

@@ -82,7 +82,7 @@ func (s *Server) eventFire(w http.ResponseWriter, r *http.Request, name string) 
 		writeError(w, badRequest("Missing name"))
 		return
 	}
-	q := r.URL.Query()
+	q := queryOf(r)
 	ev := eventlog.UserEvent{
 		Name:          name,
 		NodeFilter:    q.Get("node"),
@@ -121,7 +121,7 @@ func (s *Server) eventList(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	q := r.URL.Query()
+	q := queryOf(r)
 	opts, err := s.parseQuery(q)
 	if err != nil {
 		writeError(w, err)

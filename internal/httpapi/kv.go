@@ -17,7 +17,7 @@ import (
 
 // kv serves /v1/kv/<key>: GET (one key, ?recurse, ?keys, ?raw), PUT and DELETE.
 func (s *Server) kv(w http.ResponseWriter, r *http.Request, key string) {
-	q := r.URL.Query()
+	q := queryOf(r)
 	token := tokenOf(r, q)
 	var err error
 	switch r.Method {
@@ -319,12 +319,7 @@ func (s *Server) applyBool(w http.ResponseWriter, r *http.Request, t command.Typ
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
-func writeJSON(w http.ResponseWriter, b []byte) {
-	h := w.Header()
-	h["Content-Type"] = []string{"application/json"}
-	h["Content-Length"] = []string{strconv.Itoa(len(b))}
-	w.Write(b)
-}
+func writeJSON(w http.ResponseWriter, b []byte) { writeJSONBody(w, b, nil) }
 
 // appendKVJSON writes entries in Consul's KVPair shape, by hand: this is the hottest
 // read path and reflection-based encoding costs several times more.

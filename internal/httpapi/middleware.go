@@ -77,6 +77,7 @@ func (g *requestIDs) next() string { return g.prefix + strconv.FormatUint(g.n.Ad
 type statusWriter struct {
 	http.ResponseWriter
 	code int
+	gzip bool // the client accepts gzip-compressed answers
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -114,7 +115,7 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 		}
 		w.Header()["X-Request-Id"] = []string{id}
 		sw := statusWriters.Get().(*statusWriter)
-		sw.ResponseWriter, sw.code = w, 0
+		sw.ResponseWriter, sw.code, sw.gzip = w, 0, acceptsGzip(r)
 		s.metrics.inflight.Inc()
 		endpoint := endpointOf(r.URL.Path)
 		defer func() {

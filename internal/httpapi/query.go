@@ -33,6 +33,16 @@ func (c Consistency) String() string {
 	return "leader"
 }
 
+// queryOf is r's query string, parsed once per request however many layers read it
+// (routing, forwarding, the handler, the blocking-query options). The parsed values
+// are kept in r.Form, which nothing else fills: the API takes no form bodies.
+func queryOf(r *http.Request) url.Values {
+	if r.Form == nil {
+		r.Form = r.URL.Query()
+	}
+	return r.Form
+}
+
 // queryOptions are the blocking-query and consistency parameters of a read.
 type queryOptions struct {
 	index uint64

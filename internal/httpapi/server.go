@@ -263,7 +263,7 @@ func (s *Server) forwarded(w http.ResponseWriter, r *http.Request) bool {
 	write := r.Method != http.MethodGet && r.Method != http.MethodHead
 	mode := Default
 	if q := r.URL.RawQuery; q != "" {
-		v := r.URL.Query()
+		v := queryOf(r)
 		if has(v, "stale") {
 			mode = Stale
 		} else if has(v, "consistent") {

@@ -269,7 +269,7 @@ func (s *Server) sessionRenew(w http.ResponseWriter, r *http.Request, ss Session
 }
 
 func (s *Server) sessionRead(w http.ResponseWriter, r *http.Request, read func(*state.WatchSet) (uint64, []*state.Session, error)) error {
-	opts, err := s.parseQuery(r.URL.Query())
+	opts, err := s.parseQuery(queryOf(r))
 	if err != nil {
 		return err
 	}

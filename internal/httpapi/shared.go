@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"net/http"
 	"sync"
 )
 
@@ -11,18 +12,36 @@ import (
 // the query (Consul re-runs it per waiter and degrades past ~700 instances, consul#4984).
 type sharedResults struct {
 	mu      sync.Mutex
-	entries map[string]sharedEntry
+	entries map[string]*sharedEntry
 	hits    uint64 // answers served without recomputation (tests read it)
 }
 
 type sharedEntry struct {
 	index uint64
 	body  []byte
+
+	gzOnce sync.Once
+	gz     []byte
+}
+
+// zipped is the answer gzip-compressed, computed by its first reader that asks.
+func (e *sharedEntry) zipped() []byte {
+	e.gzOnce.Do(func() { e.gz = gzipBytes(e.body) })
+	return e.gz
+}
+
+// write answers the entry, compressed if the client takes it.
+func (e *sharedEntry) write(w http.ResponseWriter) {
+	if len(e.body) >= gzipMinSize && wantsGzip(w) {
+		writeJSONBody(w, e.body, e.zipped())
+		return
+	}
+	writeJSONBody(w, e.body, nil)
 }
 
 const maxSharedResults = 4096
 
-func (c *sharedResults) get(key string, index uint64) ([]byte, bool) {
+func (c *sharedResults) get(key string, index uint64) (*sharedEntry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[key]
@@ -30,16 +49,18 @@ func (c *sharedResults) get(key string, index uint64) ([]byte, bool) {
 		return nil, false
 	}
 	c.hits++
-	return e.body, true
+	return e, true
 }
 
-func (c *sharedResults) put(key string, index uint64, body []byte) {
+func (c *sharedResults) put(key string, index uint64, body []byte) *sharedEntry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.entries == nil || len(c.entries) >= maxSharedResults {
 		// Bounded: when full, start over rather than track recency; a miss only costs
 		// one recomputation.
-		c.entries = map[string]sharedEntry{}
+		c.entries = map[string]*sharedEntry{}
 	}
-	c.entries[key] = sharedEntry{index: index, body: body}
+	e := &sharedEntry{index: index, body: body}
+	c.entries[key] = e
+	return e
 }

@@ -57,7 +57,7 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) snapshotSave(w http.ResponseWriter, r *http.Request, sn Snapshotter) {
-	opts, err := s.parseQuery(r.URL.Query())
+	opts, err := s.parseQuery(queryOf(r))
 	if err != nil {
 		writeError(w, err)
 		return

@@ -95,7 +95,7 @@ func (s *Server) txnServe(w http.ResponseWriter, r *http.Request) error {
 	if len(in) == 0 {
 		return badRequest("Transaction contains no operations")
 	}
-	token := tokenOf(r, r.URL.Query())
+	token := tokenOf(r, queryOf(r))
 	ops := make([]state.TxnOp, 0, len(in))
 	readOnly := true
 	for i, op := range in {
@@ -132,7 +132,7 @@ func (s *Server) txnServe(w http.ResponseWriter, r *http.Request) error {
 	}
 	if readOnly {
 		mode := Default
-		if has(r.URL.Query(), "consistent") {
+		if has(queryOf(r), "consistent") {
 			mode = Consistent
 		}
 		if err := s.readBarrier(r.Context(), mode); err != nil {

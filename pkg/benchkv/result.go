@@ -10,6 +10,13 @@ type cpuTime struct {
 	ok        bool
 }
 
+// ProcessCPU is the user plus system CPU time this process has used so far (0 where
+// the platform does not say), for load generators that report their own cost.
+func ProcessCPU() time.Duration {
+	c := processCPU()
+	return c.user + c.sys
+}
+
 func (c cpuTime) sub(o cpuTime) cpuTime {
 	if !c.ok || !o.ok {
 		return cpuTime{}
