@@ -33,6 +33,7 @@ func BenchmarkServe(b *testing.B) {
 		name, doc string
 		access    bool
 		cacheable bool
+		noCache   bool // the client asks past the cache: every request fetches and stores anew
 	}{
 		{name: "plain", doc: `{"concurrency": {"disabled": true}}`},
 		{name: "access-log", doc: `{"concurrency": {"disabled": true}}`, access: true},
@@ -41,6 +42,10 @@ func BenchmarkServe(b *testing.B) {
 		{name: "jwt", doc: `{"concurrency": {"disabled": true}, "auth": {"jwt": {"jwks_key": "jwks", "issuer": "shop", "audience": ["gateway"]}}}`},
 		{name: "validation", doc: `{"concurrency": {"disabled": true}, "validation": {"methods": ["GET"], "max_uri_length": 1024, "max_headers": 32}}`},
 		{name: "cache-hit", doc: `{"concurrency": {"disabled": true}, "cache": {"enabled": true}}`, cacheable: true},
+		// The answer may not be stored: every request is a miss that is looked up,
+		// forwarded and passed through.
+		{name: "cache-miss", doc: `{"concurrency": {"disabled": true}, "cache": {"enabled": true}}`},
+		{name: "cache-refetch", doc: `{"concurrency": {"disabled": true}, "cache": {"enabled": true}}`, cacheable: true, noCache: true},
 		{name: "all-hit", doc: `{"rate_limit": {"rate": 1e8, "burst": 1000000, "key": "ip"}, "auth": {"jwt": {"jwks_key": "jwks", "issuer": "shop", "audience": ["gateway"]}},
 			"validation": {"methods": ["GET"], "max_uri_length": 1024}, "cache": {"enabled": true}}`, cacheable: true},
 		// The backend's answer may not be stored, so every request is a cache miss that
@@ -92,6 +97,9 @@ func BenchmarkServe(b *testing.B) {
 			req.Header.Set("User-Agent", "bench")
 			req.Header.Set("Accept", "*/*")
 			req.Header.Set("Authorization", "Bearer "+token)
+			if tc.noCache {
+				req.Header.Set("Cache-Control", "no-cache")
+			}
 			var ctx fasthttp.RequestCtx
 			run := func() {
 				ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5000}, nil)
