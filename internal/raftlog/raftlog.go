@@ -71,15 +71,24 @@ type segment struct {
 func (s *segment) last() uint64 { return s.first + uint64(len(s.offsets)) - 1 }
 
 // Log is a raft.LogStore, raft.MonotonicLogStore and raft.StableStore. It is safe for
-// concurrent use: Raft reads entries for replication while its leader loop appends.
+// concurrent use: Raft reads entries for replication while its leader loop appends and
+// its snapshot goroutine compacts.
+//
+// Two locks: change serializes the changes (appends and deletions); mu guards what
+// readers see (segs, each segment's offsets and size, first, last), which changes only
+// with both held. An append writes and syncs holding change alone and publishes the new
+// entries under mu afterwards, so readers never wait for a disk flush, which on a busy
+// disk can take a few hundred milliseconds.
 type Log struct {
 	dir  string
 	opts Options
 
+	change sync.Mutex
+	buf    []byte // encoding scratch, under change
+
 	mu          sync.RWMutex
 	segs        []*segment // ascending; appends go to the last
 	first, last uint64     // 0, 0 when empty
-	buf         []byte     // encoding scratch, under mu
 
 	stable *stableFile
 }
@@ -279,8 +288,10 @@ func (l *Log) StoreLogs(entries []*raft.Log) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.change.Lock()
+	defer l.change.Unlock()
+	// Holding change, nothing else modifies segs, sizes, first or last: they can be
+	// read here without mu.
 	next := entries[0].Index
 	if l.last != 0 && next != l.last+1 {
 		return fmt.Errorf("raftlog: append of index %d after %d leaves a gap", next, l.last)
@@ -317,6 +328,7 @@ func (l *Log) StoreLogs(entries []*raft.Log) error {
 			return fmt.Errorf("raftlog: sync: %w", err)
 		}
 	}
+	l.mu.Lock()
 	for _, o := range offs {
 		s.offsets = append(s.offsets, s.size+o)
 	}
@@ -325,6 +337,7 @@ func (l *Log) StoreLogs(entries []*raft.Log) error {
 		l.first = next
 	}
 	l.last = entries[len(entries)-1].Index
+	l.mu.Unlock()
 	return nil
 }
 
@@ -348,7 +361,9 @@ func (l *Log) newSegment(first uint64) (*segment, error) {
 		return nil, err
 	}
 	s := &segment{first: first, path: path, f: f}
+	l.mu.Lock()
 	l.segs = append(l.segs, s)
+	l.mu.Unlock()
 	return s, nil
 }
 
@@ -357,6 +372,8 @@ func (l *Log) newSegment(first uint64) (*segment, error) {
 // or everything (after installing a snapshot). Every step leaves a prefix or a suffix
 // of the log on disk, so a crash part-way is harmless.
 func (l *Log) DeleteRange(lo, hi uint64) error {
+	l.change.Lock()
+	defer l.change.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.last == 0 || hi < l.first || lo > l.last || lo > hi {
@@ -439,6 +456,8 @@ func (l *Log) syncDir() error {
 
 // Close closes the files.
 func (l *Log) Close() error {
+	l.change.Lock()
+	defer l.change.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var first error

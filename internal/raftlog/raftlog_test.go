@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -324,4 +325,82 @@ func BenchmarkAppend64(b *testing.B) {
 			next += 64
 		}
 	})
+}
+
+// TestConcurrentReadsAppendsAndCompaction runs Raft's three users of the log at once:
+// an appender (the leader loop), readers (replication) and a compactor (snapshots).
+// Every read of an index in [first, last] must find the entry it wrote; run with -race.
+func TestConcurrentReadsAppendsAndCompaction(t *testing.T) {
+	l := open(t, t.TempDir(), 2048)
+	const total = 3000
+	done := make(chan struct{})
+	errc := make(chan error, 8)
+	go func() {
+		defer close(done)
+		for next := uint64(1); next <= total; next += 10 {
+			if err := l.StoreLogs(entries(next, next+9)); err != nil {
+				errc <- err
+				return
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				first, _ := l.FirstIndex()
+				last, _ := l.LastIndex()
+				if last == 0 {
+					continue
+				}
+				for _, i := range []uint64{first, (first + last) / 2, last} {
+					var got raft.Log
+					err := l.GetLog(i, &got)
+					if errors.Is(err, raft.ErrLogNotFound) {
+						continue // compacted between FirstIndex and GetLog
+					}
+					if err != nil || got.Index != i || string(got.Data) != fmt.Sprintf("data-%d", i) {
+						errc <- fmt.Errorf("GetLog(%d) = %d %q, %v", i, got.Index, got.Data, err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			first, _ := l.FirstIndex()
+			last, _ := l.LastIndex()
+			if last > first+200 {
+				if err := l.DeleteRange(first, last-150); err != nil {
+					errc <- err
+					return
+				}
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	<-done
+	wg.Wait()
+	select {
+	case err := <-errc:
+		t.Fatal(err)
+	default:
+	}
+	first, _ := l.FirstIndex()
+	check(t, l, first, total)
 }
