@@ -3,6 +3,8 @@ package consensus
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -151,6 +153,7 @@ func TestConfigValidate(t *testing.T) {
 		"threshold 0":  func(c *Config) { c.SnapshotThreshold = 0 },
 		"retain 0":     func(c *Config) { c.SnapshotRetain = 0 },
 		"tiny timeout": func(c *Config) { c.ElectionTimeout = time.Millisecond },
+		"log store":    func(c *Config) { c.LogStore = "wal" },
 	}
 	for name, mutate := range cases {
 		c := DefaultConfig()
@@ -164,5 +167,41 @@ func TestConfigValidate(t *testing.T) {
 	c.NodeID = "x"
 	if err := c.Validate(); err != nil {
 		t.Fatalf("default config rejected: %v", err)
+	}
+}
+
+// TestDataDirKeepsItsLogEngine: a data dir written by one engine is read by it again
+// whatever the configuration asks for, and a dir holding both is refused.
+func TestDataDirKeepsItsLogEngine(t *testing.T) {
+	for _, tc := range []struct{ first, then, file string }{
+		{LogBoltDB, LogSegments, "raft.db"},
+		{LogSegments, LogBoltDB, "log"},
+	} {
+		t.Run(tc.first, func(t *testing.T) {
+			dir := t.TempDir()
+			s := startServer(t, dir, func(c *Config) { c.LogStore = tc.first })
+			idx := s.put(t, "k", "v")
+			if err := s.node.Shutdown(); err != nil {
+				t.Fatal(err)
+			}
+			s2 := startServer(t, dir, func(c *Config) { c.LogStore = tc.then })
+			defer s2.node.Shutdown()
+			waitFor(t, 5*time.Second, "log replay", func() bool { return s2.node.AppliedIndex() >= idx })
+			if _, e, _ := s2.store.KVGet(nil, "k"); e == nil || string(e.Value) != "v" {
+				t.Fatalf("after reopening a %s dir configured for %s: %+v", tc.first, tc.then, e)
+			}
+			entries, _ := os.ReadDir(filepath.Join(dir, "raft"))
+			for _, e := range entries {
+				if (e.Name() == "raft.db" || e.Name() == "log") && e.Name() != tc.file {
+					t.Fatalf("the %s dir grew a second log: %s", tc.first, e.Name())
+				}
+			}
+		})
+	}
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "raft", "log"), 0o700)
+	os.WriteFile(filepath.Join(dir, "raft", "raft.db"), nil, 0o600)
+	if _, err := openLogStore(filepath.Join(dir, "raft"), LogSegments, slog.New(slog.DiscardHandler)); err == nil {
+		t.Fatal("a dir with both logs was opened")
 	}
 }
