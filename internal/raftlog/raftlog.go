@@ -443,7 +443,12 @@ func (l *Log) syncDir() error {
 	if l.opts.NoSync {
 		return nil
 	}
-	d, err := os.Open(l.dir)
+	return syncDir(l.dir)
+}
+
+// syncDir makes the creation, removal or renaming of files in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("raftlog: %w", err)
 	}

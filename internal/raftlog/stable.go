@@ -144,13 +144,5 @@ func (s *stableFile) write(vals map[string][]byte) error {
 	if !s.sync {
 		return nil
 	}
-	d, err := os.Open(filepath.Dir(s.path))
-	if err != nil {
-		return fmt.Errorf("raftlog: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("raftlog: sync dir: %w", err)
-	}
-	return nil
+	return syncDir(filepath.Dir(s.path))
 }
