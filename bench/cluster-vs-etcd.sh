@@ -17,6 +17,7 @@
 #   DURATION=10s   measured time per round          WARMUP=2s   unmeasured time before it
 #   CONCURRENCY="16 64 256"                         KEYS=10000  key space
 #   SYSTEMS="wolke etcd"  which systems to run      ETCD_CONNS=1  etcd clients (each balances)
+#   ROUNDS=1       interleaved rounds per benchmark; the table shows the median round
 #   RESULTS=FILE   also keep the JSON results (one line per round) in FILE
 #   WOLKE_FLAGS    extra flags for every wolke agent (for example -enable-debug)
 set -euo pipefail
@@ -25,6 +26,7 @@ DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
 CONCURRENCY=${CONCURRENCY:-"16 64 256"}
 KEYS=${KEYS:-10000}
+ROUNDS=${ROUNDS:-1}
 SYSTEMS=${SYSTEMS:-"wolke etcd"}
 ETCD_CONNS=${ETCD_CONNS:-1}
 VALUE_SIZE=256
@@ -77,9 +79,11 @@ round() {
 }
 
 for c in $CONCURRENCY; do
-	for workload in put get; do
-		has wolke && round wolke "$workload" "$c"
-		has etcd && round etcd "$workload" "$c"
+	for _ in $(seq "$ROUNDS"); do
+		for workload in put get; do
+			has wolke && round wolke "$workload" "$c"
+			has etcd && round etcd "$workload" "$c"
+		done
 	done
 done
 
@@ -87,4 +91,4 @@ if [[ -n ${RESULTS:-} ]]; then
 	cp "$results" "$RESULTS"
 fi
 log "done; load average $(loadavg)"
-"$tmp/bench-etcd" table "$results"
+"$tmp/bench-etcd" table -median "$results"

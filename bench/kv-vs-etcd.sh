@@ -13,6 +13,7 @@
 #   DURATION=10s      measured time per round       WARMUP=2s   unmeasured time before it
 #   CONCURRENCY="1 16 64 256"                       KEYS=10000  key space
 #   SYSTEMS="wolke etcd"  which systems to run      ETCD_CONNS=1  gRPC connections to etcd
+#   ROUNDS=1       interleaved rounds per benchmark; the table shows the median round
 #   RESULTS=FILE      also keep the JSON results (one line per round) in FILE
 set -euo pipefail
 
@@ -20,6 +21,7 @@ DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
 CONCURRENCY=${CONCURRENCY:-"1 16 64 256"}
 KEYS=${KEYS:-10000}
+ROUNDS=${ROUNDS:-1}
 SYSTEMS=${SYSTEMS:-"wolke etcd"}
 ETCD_CONNS=${ETCD_CONNS:-1}
 VALUE_SIZE=256
@@ -114,15 +116,17 @@ round() {
 }
 
 for c in $CONCURRENCY; do
-	has wolke && round wolke wolke put default "$c"
-	has etcd && round etcd etcd put default "$c"
-	has wolke && round wolke wolke get default "$c"
-	# etcd's default read is linearizable: Consul's ?consistent, not its default.
-	has etcd && round etcd etcd get consistent "$c"
-	has wolke && round wolke wolke get consistent "$c"
+	for _ in $(seq "$ROUNDS"); do
+		has wolke && round wolke wolke put default "$c"
+		has etcd && round etcd etcd put default "$c"
+		has wolke && round wolke wolke get default "$c"
+		# etcd's default read is linearizable: Consul's ?consistent, not its default.
+		has etcd && round etcd etcd get consistent "$c"
+		has wolke && round wolke wolke get consistent "$c"
+	done
 done
 
 if [[ -n ${RESULTS:-} ]]; then
 	cp "$results" "$RESULTS"
 fi
-"$tmp/bench-etcd" table "$results"
+"$tmp/bench-etcd" table -median "$results"

@@ -28,7 +28,9 @@ import (
 )
 
 const usage = `usage: bench kv [flags]      load etcd's KV API (bench kv -h for flags)
-       bench table [file...]  markdown table of JSON results (stdin without files)`
+       bench table [-median] [file...]
+                              markdown table of JSON results (stdin without files);
+                              -median: one row per benchmark, its median round by ops/s`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -46,7 +48,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "kv":
 		err = runKV(ctx, args[1:], stdout, stderr)
 	case "table":
-		err = runTable(args[1:], stdin, stdout)
+		median := len(args) > 1 && args[1] == "-median"
+		files := args[1:]
+		if median {
+			files = args[2:]
+		}
+		err = runTable(files, median, stdin, stdout)
 	default:
 		err = usageError{fmt.Errorf("unknown command %q\n%s", args[0], usage)}
 	}
@@ -100,7 +107,7 @@ func runKV(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // runTable reads results, one JSON object per line, and prints them as one table.
-func runTable(files []string, stdin io.Reader, stdout io.Writer) error {
+func runTable(files []string, median bool, stdin io.Reader, stdout io.Writer) error {
 	var results []benchkv.Result
 	read := func(name string, r io.Reader) error {
 		sc := bufio.NewScanner(r)
@@ -133,6 +140,9 @@ func runTable(files []string, stdin io.Reader, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
+	}
+	if median {
+		results = benchkv.MedianRounds(results)
 	}
 	return benchkv.WriteTable(stdout, results)
 }

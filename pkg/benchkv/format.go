@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -156,4 +157,31 @@ func (s Snapshot) ProgressLine() string {
 		elapsed += fmt.Sprintf("/%.0fs", s.Total.Seconds())
 	}
 	return fmt.Sprintf("%-8s %-9s %10d ops %10.0f ops/s %6d errors", s.Phase, elapsed, s.Ops, s.Rate, s.Errors)
+}
+
+// MedianRounds reduces repeated rounds of the same benchmark (same label, workload and
+// concurrency) to the round with the median throughput, in the order each benchmark
+// first appears; an even number of rounds gives the lower middle one. The latencies
+// shown are that round's own, so each row is one real run, not a blend of several.
+func MedianRounds(results []Result) []Result {
+	type group struct{ rounds []Result }
+	var order []string
+	groups := map[string]*group{}
+	for _, r := range results {
+		k := fmt.Sprintf("%s\x00%s\x00%d", r.Label, r.describeWorkload(), r.Concurrency)
+		g, ok := groups[k]
+		if !ok {
+			g = &group{}
+			groups[k] = g
+			order = append(order, k)
+		}
+		g.rounds = append(g.rounds, r)
+	}
+	out := make([]Result, 0, len(order))
+	for _, k := range order {
+		rs := groups[k].rounds
+		sort.SliceStable(rs, func(i, j int) bool { return rs[i].OpsPerSec < rs[j].OpsPerSec })
+		out = append(out, rs[(len(rs)-1)/2])
+	}
+	return out
 }
