@@ -1142,14 +1142,32 @@ func TestOverloadSheds(t *testing.T) {
 	})
 	e.register("ov", slow, "wolke.breaker.min-requests=1000000")
 	e.waitInstances("ov", 1)
+	// Normal traffic first: the limiter takes its latency baseline from the first
+	// requests it admits, and a gateway that meets an overload has usually seen its
+	// upstream at ease before. (Started under the flood, on a loaded machine with the
+	// race detector, the baseline can come out near the overloaded latency, and then
+	// only a later probe corrects it; see internal/adaptive.)
+	for i := range 20 {
+		if resp, body := e.get("/ov/"); resp.StatusCode != 200 {
+			t.Fatalf("warm-up request %d: %d %s", i, resp.StatusCode, body)
+		}
+	}
+	warmHits := slow.hits.Load()
 	var okN, shed, other atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
+	// At least 3 s, and on until the limiter has shed for a while: it starts at 100 and
+	// shrinks a window at a time, which the race detector on a loaded 2-core machine
+	// can stretch past 3 s (seen in CI). Bounded at 15 s.
+	overloaded := func() bool {
+		el := time.Since(start)
+		return el < 3*time.Second || (el < 15*time.Second && shed.Load() < 100)
+	}
 	for w := 0; w < 64; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for time.Since(start) < 3*time.Second {
+			for overloaded() {
 				resp, err := e.client.Get(e.base + "/ov/")
 				if err != nil {
 					other.Add(1)
@@ -1172,7 +1190,7 @@ func TestOverloadSheds(t *testing.T) {
 	// How long the gateway took to refuse, from its own access log (the clients' view
 	// adds their scheduling on a busy 2-core machine).
 	deadline := time.Now().Add(3 * time.Second)
-	for strings.Count(logBuf.String(), "\n") < int(okN.Load()+shed.Load()) && time.Now().Before(deadline) {
+	for strings.Count(logBuf.String(), "\n") < int(okN.Load()+shed.Load())+20 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	var shedDur, okDur []float64
@@ -1203,7 +1221,7 @@ func TestOverloadSheds(t *testing.T) {
 	p99shed := shedDur[len(shedDur)*99/100]
 	p50ok := time.Duration(okDur[len(okDur)/2] * float64(time.Millisecond))
 	t.Logf("ok %d (gateway time p50 %v), shed %d (gateway time p50 %.3f ms, p99 %.3f ms), other %d, upstream hits %d",
-		okN.Load(), p50ok, shed.Load(), shedDur[len(shedDur)/2], p99shed, other.Load(), slow.hits.Load())
+		okN.Load(), p50ok, shed.Load(), shedDur[len(shedDur)/2], p99shed, other.Load(), slow.hits.Load()-warmHits)
 	if other.Load() != 0 {
 		t.Errorf("%d requests failed otherwise", other.Load())
 	}
@@ -1211,7 +1229,7 @@ func TestOverloadSheds(t *testing.T) {
 		t.Errorf("p99 of a refusal %.1f ms, want < 10 ms", p99shed)
 	}
 	// No retry storm: what reached the upstream is what was admitted, nothing more.
-	if hits := slow.hits.Load(); hits > okN.Load()+int64(other.Load()) {
+	if hits := slow.hits.Load() - warmHits; hits > okN.Load()+int64(other.Load()) {
 		t.Errorf("upstream got %d requests for %d admitted", hits, okN.Load())
 	}
 	// Once the overload is over, requests pass again at once.
