@@ -29,6 +29,12 @@ func WriteError(w http.ResponseWriter, status int, msg string) {
 	WriteJSON(w, status, map[string]string{"error": msg})
 }
 
+// NotFound answers 404 with a JSON error naming the method and path: the fallback
+// route of a service's mux.
+func NotFound(w http.ResponseWriter, r *http.Request) {
+	WriteError(w, http.StatusNotFound, "no such resource: "+r.Method+" "+r.URL.Path)
+}
+
 // ValidKeySegment reports whether s can be one segment of a KV key: 1 to max
 // letters, digits, '-', '_' or '.', and not "." or "..". IDs that services turn
 // into keys (articles, orders, transactions) are checked with it.

@@ -57,3 +57,12 @@ func TestJSONHelpers(t *testing.T) {
 		t.Fatal("two values accepted")
 	}
 }
+
+func TestNotFound(t *testing.T) {
+	rec := httptest.NewRecorder()
+	NotFound(rec, httptest.NewRequest("DELETE", "/nowhere", nil))
+	if rec.Code != 404 || rec.Header().Get("Content-Type") != "application/json" ||
+		strings.TrimSpace(rec.Body.String()) != `{"error":"no such resource: DELETE /nowhere"}` {
+		t.Fatalf("%d %v %q", rec.Code, rec.Header(), rec.Body)
+	}
+}

@@ -57,9 +57,7 @@ func (h *handler) routes() http.Handler {
 	mux.HandleFunc("POST /register", h.register)
 	mux.HandleFunc("POST /signin", h.signin)
 	mux.HandleFunc("GET /.well-known/jwks.json", h.jwks)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		chassis.WriteError(w, http.StatusNotFound, "no such resource: "+r.Method+" "+r.URL.Path)
-	})
+	mux.HandleFunc("/", chassis.NotFound)
 	return mux
 }
 

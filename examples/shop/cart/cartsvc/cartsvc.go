@@ -83,9 +83,7 @@ func (h *handler) routes() http.Handler {
 	mux.HandleFunc("DELETE /cart", h.withUser(h.clear))
 	mux.HandleFunc("POST /cart/items", h.withUser(h.add))
 	mux.HandleFunc("PUT /cart/items/{article_id}", h.withUser(h.set))
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		chassis.WriteError(w, http.StatusNotFound, "no such resource: "+r.Method+" "+r.URL.Path)
-	})
+	mux.HandleFunc("/", chassis.NotFound)
 	return mux
 }
 

@@ -112,9 +112,7 @@ func Service() chassis.Service {
 			mux := http.NewServeMux()
 			mux.HandleFunc("GET /stock/{article_id}", inv.getStock)
 			mux.Handle("POST /twopc/", srv)
-			mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-				chassis.WriteError(w, http.StatusNotFound, "no such resource: "+r.Method+" "+r.URL.Path)
-			})
+			mux.HandleFunc("/", chassis.NotFound)
 			return mux, nil
 		},
 	}

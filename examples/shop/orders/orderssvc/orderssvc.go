@@ -134,9 +134,7 @@ func Service() chassis.Service {
 			mux.HandleFunc("GET /orders", h.withUser(h.list))
 			mux.HandleFunc("GET /orders/{id}", h.withUser(h.get))
 			mux.Handle("POST /twopc/", srv)
-			mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-				chassis.WriteError(w, http.StatusNotFound, "no such resource: "+r.Method+" "+r.URL.Path)
-			})
+			mux.HandleFunc("/", chassis.NotFound)
 			return mux, nil
 		},
 	}

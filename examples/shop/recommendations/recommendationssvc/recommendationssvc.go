@@ -61,9 +61,7 @@ func Service() chassis.Service {
 			}
 			mux := http.NewServeMux()
 			mux.HandleFunc("GET /recommendations", h.recommend)
-			mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-				chassis.WriteError(w, http.StatusNotFound, "no such resource: "+r.Method+" "+r.URL.Path)
-			})
+			mux.HandleFunc("/", chassis.NotFound)
 			return mux, nil
 		},
 	}
