@@ -67,7 +67,7 @@ type ClientOptions struct {
 	// MaxAttempts is the number of attempts per request, the first included: retries go
 	// to other instances, only for requests that are safe to repeat (GET, HEAD,
 	// OPTIONS, TRACE, PUT, DELETE, or an Idempotency-Key header, with a body that can
-	// be replayed) after a transport error, a timeout or a 502/503; any request is
+	// be replayed) after a transport error, a timeout or a 502/503/504; any request is
 	// retried after a connection that could not be made (it never left this process).
 	// Retries also need the service's retry budget (20% of requests + 10/s). Default 3;
 	// 1 turns retries off.

@@ -3,6 +3,7 @@ package chassis
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -99,6 +100,12 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			status = http.StatusInternalServerError
 		} else if !rw.wrote {
 			status = http.StatusOK
+			// A handler that gave up because the caller's budget ran out and wrote
+			// nothing must not pass for an empty success.
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				http.Error(rw, "request deadline exceeded", http.StatusGatewayTimeout)
+				status = http.StatusGatewayTimeout
+			}
 		}
 		bytes := rw.bytes
 		*rw = responseWriter{}

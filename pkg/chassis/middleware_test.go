@@ -134,6 +134,54 @@ func TestMiddlewareDeadlineHeader(t *testing.T) {
 	}
 }
 
+// TestMiddlewareDeadlineAnswer: a handler that stops when the caller's budget runs
+// out and writes nothing answers 504, not an empty 200 the caller would take for a
+// success; a handler that wrote before it stopped keeps its answer.
+func TestMiddlewareDeadlineAnswer(t *testing.T) {
+	in, _ := newInstance(t, Service{})
+	for _, tc := range []struct {
+		name   string
+		header string
+		write  bool
+		want   int
+	}{
+		{"gave up silently", "20ms", false, http.StatusGatewayTimeout},
+		{"wrote, then gave up", "20ms", true, http.StatusAccepted},
+		{"no deadline", "", false, http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := in.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if tc.write {
+					w.WriteHeader(http.StatusAccepted)
+				}
+				if _, ok := r.Context().Deadline(); ok {
+					<-r.Context().Done()
+				}
+			}))
+			req := httptest.NewRequest("GET", "/", nil)
+			if tc.header != "" {
+				req.Header.Set(HeaderTimeout, tc.header)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tc.want {
+				t.Fatalf("code %d, want %d", rec.Code, tc.want)
+			}
+		})
+	}
+	if got := metricValue(t, in.reg, "chassis_http_requests_total", map[string]string{"code": "504"}); got != 1 {
+		t.Fatalf("504s counted: %v", got)
+	}
+}
+
+func TestGatewayErrorIsRetried(t *testing.T) {
+	for code, want := range map[int]bool{500: false, 501: false, 502: true, 503: true, 504: true, 429: false, 200: false} {
+		if got := gatewayError(code); got != want {
+			t.Errorf("gatewayError(%d) = %v, want %v", code, got, want)
+		}
+	}
+}
+
 func TestResponseWriterKeepsInterfaces(t *testing.T) {
 	in, _ := newInstance(t, Service{})
 	srv := httptest.NewServer(in.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

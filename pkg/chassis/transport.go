@@ -95,7 +95,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		tg.outlier.Failure(&ep.host)
 		retry := attempts < t.opts.MaxAttempts && ctx.Err() == nil &&
 			(err != nil && (idempotent || replayable && isDialError(err)) ||
-				err == nil && idempotent && (resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable))
+				err == nil && idempotent && gatewayError(resp.StatusCode))
 		if !retry {
 			break
 		}
@@ -291,4 +291,11 @@ func closeBody(req *http.Request) {
 func drain(resp *http.Response) {
 	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
 	resp.Body.Close()
+}
+
+// gatewayError reports the statuses worth another instance, as Envoy's
+// "gateway-error" retry policy counts them: 502, 503 and 504 (the instance's own
+// deadline answer, which can win the race with this attempt's timeout).
+func gatewayError(code int) bool {
+	return code == http.StatusBadGateway || code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout
 }
