@@ -15,9 +15,14 @@
 # (utime+stime from /proc over the round). Prints a markdown table on stdout; progress
 # goes to stderr. Only the processes it started are stopped on exit.
 #
+# PIN=1 runs the agent on CPU 0 and the load generator on CPU 1 (taskset), as if
+# the clients were on other machines: unpinned, the agent's threads and the load
+# generator's take turns on both cores and the scheduler's choices enter the tail.
+# The agent's Go runtime then sizes itself to its one CPU (GOMAXPROCS=1).
+#
 # Settings from the environment:
 #   INSTANCES=10000  NODES=500  C=64  DURATION=10  (seconds per round)  ROUNDS=3
-#   TOOLS="wolke wrk wrk-gzip hey"
+#   TOOLS="wolke wrk wrk-gzip hey"  PIN=0
 set -euo pipefail
 
 INSTANCES=${INSTANCES:-10000}
@@ -26,6 +31,11 @@ C=${C:-64}
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 TOOLS=${TOOLS:-"wolke wrk wrk-gzip hey"}
+PIN=${PIN:-0}
+server_cpu=() load_cpu=()
+if [[ $PIN == 1 ]]; then
+	server_cpu=(taskset -c 0) load_cpu=(taskset -c 1)
+fi
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/discovery-scale.XXXXXX")
@@ -50,7 +60,7 @@ log "building in $tmp"
 (cd "$root" && go build -o "$tmp/wolke" ./cmd/wolke)
 
 http=$(free_port)
-"$tmp/wolke" agent -server -bootstrap -data-dir "$tmp/data" -bind 127.0.0.1 -server-port "$(free_port)" \
+"${server_cpu[@]}" "$tmp/wolke" agent -server -bootstrap -data-dir "$tmp/data" -bind 127.0.0.1 -server-port "$(free_port)" \
 	-serf-port "$(free_port)" -http-addr "127.0.0.1:$http" -dns-addr= >"$tmp/agent.log" 2>&1 &
 agent=$!
 pids+=("$agent")
@@ -90,7 +100,7 @@ for round in $(seq "$ROUNDS"); do
 		t0=$(agent_ticks)
 		case $tool in
 		wolke)
-			out=$("$tmp/wolke" bench catalog -register=false -http-addr "127.0.0.1:$http" -c "$C" -d "${DURATION}s" -warmup 0s -format json)
+			out=$("${load_cpu[@]}" "$tmp/wolke" bench catalog -register=false -http-addr "127.0.0.1:$http" -c "$C" -d "${DURATION}s" -warmup 0s -format json)
 			rps=$(jq -r .req_per_sec <<<"$out")
 			n=$(jq -r .requests <<<"$out")
 			p50=$(jq -r '.latency.p50_ns / 1000' <<<"$out")
@@ -99,14 +109,14 @@ for round in $(seq "$ROUNDS"); do
 		wrk | wrk-gzip)
 			hdr="X-Plain: 1"
 			[[ $tool == wrk-gzip ]] && hdr="Accept-Encoding: gzip"
-			out=$(wrk -t1 -c "$C" -d "${DURATION}s" --latency -H "$hdr" "$url")
+			out=$("${load_cpu[@]}" wrk -t1 -c "$C" -d "${DURATION}s" --latency -H "$hdr" "$url")
 			rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
 			n=$(awk '/requests in/ {print $1}' <<<"$out")
 			p50=$(to_us "$(awk '$1 == "50%" {print $2}' <<<"$out")")
 			p99=$(to_us "$(awk '$1 == "99%" {print $2}' <<<"$out")")
 			;;
 		hey)
-			out=$(hey -c "$C" -z "${DURATION}s" "$url")
+			out=$("${load_cpu[@]}" hey -c "$C" -z "${DURATION}s" "$url")
 			rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
 			n=$(awk '/\[200\]/ {print $2}' <<<"$out")
 			p50=$(to_us "$(awk '$1 == "50%%" || $1 == "50%" {print $3}' <<<"$out")")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -41,4 +42,44 @@ func BenchmarkKVHandler(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkHealthService measures a health/service?passing lookup of a 20-instance
+// service among 2,000 instances without the network: the answer is shared, so this
+// is the per-request cost around it (routing, query, index check, headers, write).
+func BenchmarkHealthService(b *testing.B) {
+	a := startDev(b)
+	h := a.http.Handler()
+	for i := 0; i < 2000; i++ {
+		node, svc := "node-"+strconv.Itoa(i%100), "bench-"+strconv.Itoa(i/20)
+		id := svc + "-" + strconv.Itoa(i%20)
+		body := `{"Node":"` + node + `","Address":"10.0.0.` + strconv.Itoa(i%100) + `","Service":{"ID":"` + id +
+			`","Service":"` + svc + `","Port":8000,"Tags":["v1"]},"Check":{"CheckID":"service:` + id +
+			`","Name":"bench","Status":"passing","ServiceID":"` + id + `"}}`
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("PUT", "/v1/catalog/register", strings.NewReader(body)))
+		if rec.Code != 200 {
+			b.Fatal(rec.Code, rec.Body.String())
+		}
+	}
+	for _, gz := range []bool{false, true} {
+		name := "plain"
+		if gz {
+			name = "gzip"
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			req := httptest.NewRequest("GET", "/v1/health/service/bench-0?passing", nil)
+			if gz {
+				req.Header.Set("Accept-Encoding", "gzip")
+			}
+			for i := 0; i < b.N; i++ {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != 200 {
+					b.Fatal(rec.Code)
+				}
+			}
+		})
+	}
 }

@@ -257,7 +257,7 @@ func startReporter(interval time.Duration, progress func(Snapshot), workers []*w
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		var lastOps uint64
-		var rate float64
+		var activeRate float64 // of the last window in which operations completed
 		last := time.Now()
 		report := func(now time.Time, final bool) {
 			var ops, errs uint64
@@ -266,10 +266,16 @@ func startReporter(interval time.Duration, progress func(Snapshot), workers []*w
 				errs += w.errs.Load()
 			}
 			p, elapsed, total := phase(now)
-			// A final report soon after a tick would compute a rate from a sliver of
-			// time; it keeps the last one instead.
-			if dt := now.Sub(last); !final || dt >= interval/2 {
-				rate = float64(ops-lastOps) / dt.Seconds()
+			dt := now.Sub(last)
+			rate := float64(ops-lastOps) / dt.Seconds()
+			if ops > lastOps && dt >= interval/2 {
+				activeRate = rate
+			}
+			// The final report comes after the workers stopped, possibly after ticks
+			// that saw them idle or a sliver of time after the last tick: it shows the
+			// rate of the last window that measured work (if there was one).
+			if final && activeRate > 0 {
+				rate = activeRate
 			}
 			lastOps, last = ops, now
 			progress(Snapshot{Phase: p, Elapsed: elapsed, Total: total, Ops: ops, Errors: errs, Rate: rate})

@@ -244,8 +244,10 @@ func TestRunInterrupted(t *testing.T) {
 
 func TestRunReportsProgress(t *testing.T) {
 	c := testConfig(WorkloadGet)
-	c.Warmup = 30 * time.Millisecond
-	c.Duration = 60 * time.Millisecond
+	// Phases of many ticks each: a loaded machine may delay the reporter by tens of
+	// milliseconds, and a phase shorter than that can pass unreported.
+	c.Warmup = 150 * time.Millisecond
+	c.Duration = 200 * time.Millisecond
 	var mu sync.Mutex
 	phases := map[Phase]int{}
 	var last Snapshot
