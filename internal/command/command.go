@@ -5,9 +5,9 @@
 package command
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
 
@@ -139,16 +139,42 @@ var handle = func() *codec.MsgpackHandle {
 	return h
 }()
 
+// The codec's encoders and decoders carry kilobytes of state each; every write to
+// the store encodes a command on the leader and decodes it on each server, so they are
+// reused rather than made per entry.
+var (
+	encoders = sync.Pool{New: func() any {
+		e := &encoder{buf: make([]byte, 0, 512)}
+		e.enc = codec.NewEncoderBytes(&e.buf, handle)
+		return e
+	}}
+	decoders = sync.Pool{New: func() any { return codec.NewDecoderBytes(nil, handle) }}
+)
+
+// encoder is a pooled codec encoder with the buffer it encodes into, which it keeps.
+type encoder struct {
+	enc *codec.Encoder
+	buf []byte
+}
+
 // Encode returns the log entry for a command.
 func Encode(t Type, req any) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.Grow(64)
-	buf.WriteByte(Version)
-	buf.WriteByte(byte(t))
-	if err := codec.NewEncoder(&buf, handle).Encode(req); err != nil {
+	e := encoders.Get().(*encoder)
+	e.enc.ResetBytes(&e.buf) // the codec writes from the start of the buffer
+	err := e.enc.Encode(req)
+	var entry []byte
+	if err == nil {
+		entry = make([]byte, 2+len(e.buf))
+		entry[0], entry[1] = Version, byte(t)
+		copy(entry[2:], e.buf)
+	}
+	if cap(e.buf) <= 64<<10 { // a large one-off command's buffer is not kept
+		encoders.Put(e)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("command: encode %s: %w", t, err)
 	}
-	return buf.Bytes(), nil
+	return entry, nil
 }
 
 // Split returns an entry's type and body.
@@ -164,7 +190,12 @@ func Split(entry []byte) (Type, []byte, error) {
 
 // DecodeBody decodes a body returned by Split into req.
 func DecodeBody(body []byte, req any) error {
-	if err := codec.NewDecoderBytes(body, handle).Decode(req); err != nil {
+	dec := decoders.Get().(*codec.Decoder)
+	dec.ResetBytes(body)
+	err := dec.Decode(req)
+	dec.ResetBytes(nil)
+	decoders.Put(dec)
+	if err != nil {
 		return fmt.Errorf("command: decode: %w", err)
 	}
 	return nil
