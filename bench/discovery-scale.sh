@@ -20,9 +20,14 @@
 # generator's take turns on both cores and the scheduler's choices enter the tail.
 # The agent's Go runtime then sizes itself to its one CPU (GOMAXPROCS=1).
 #
+# RATES="10000 20000" adds rounds of `wolke bench catalog -rate R` for each R: an open
+# load of R requests/s over the C connections, latency counted from when each request
+# was due. The closed loops measure the agent saturated (latency there is queueing);
+# a rate measures what clients see at that load.
+#
 # Settings from the environment:
 #   INSTANCES=10000  NODES=500  C=64  DURATION=10  (seconds per round)  ROUNDS=3
-#   TOOLS="wolke wrk wrk-gzip hey"  PIN=0
+#   TOOLS="wolke wrk wrk-gzip hey"  PIN=0  RATES=""
 set -euo pipefail
 
 INSTANCES=${INSTANCES:-10000}
@@ -32,6 +37,7 @@ DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 TOOLS=${TOOLS:-"wolke wrk wrk-gzip hey"}
 PIN=${PIN:-0}
+RATES=${RATES:-}
 server_cpu=() load_cpu=()
 if [[ $PIN == 1 ]]; then
 	server_cpu=(taskset -c 0) load_cpu=(taskset -c 1)
@@ -95,12 +101,14 @@ to_us() {
 echo "| load generator | round | req/s | p50 | p99 | agent CPU/request |"
 echo "|---|--:|--:|--:|--:|--:|"
 for round in $(seq "$ROUNDS"); do
-	for tool in $TOOLS; do
+	for tool in $TOOLS $(for r in $RATES; do echo "wolke@$r"; done); do
 		log "round $round: $tool c=$C ${DURATION}s"
 		t0=$(agent_ticks)
 		case $tool in
-		wolke)
-			out=$("${load_cpu[@]}" "$tmp/wolke" bench catalog -register=false -http-addr "127.0.0.1:$http" -c "$C" -d "${DURATION}s" -warmup 0s -format json)
+		wolke | wolke@*)
+			rate=0
+			[[ $tool == wolke@* ]] && rate=${tool#wolke@}
+			out=$("${load_cpu[@]}" "$tmp/wolke" bench catalog -register=false -http-addr "127.0.0.1:$http" -c "$C" -rate "$rate" -d "${DURATION}s" -warmup 0s -format json)
 			rps=$(jq -r .req_per_sec <<<"$out")
 			n=$(jq -r .requests <<<"$out")
 			p50=$(jq -r '.latency.p50_ns / 1000' <<<"$out")

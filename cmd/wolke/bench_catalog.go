@@ -26,6 +26,7 @@ type catalogBench struct {
 	perService  int
 	register    bool
 	concurrency int
+	rate        float64 // requests per second over all workers; 0 for a closed loop
 	duration    time.Duration
 	warmup      time.Duration
 	service     string
@@ -40,6 +41,7 @@ type catalogResult struct {
 	RegisterS float64         `json:"register_seconds,omitempty"`
 	Path      string          `json:"path"`
 	C         int             `json:"c"`
+	Rate      float64         `json:"target_rate,omitempty"`
 	Requests  uint64          `json:"requests"`
 	Errors    uint64          `json:"errors"`
 	ReqPerSec float64         `json:"req_per_sec"`
@@ -62,11 +64,21 @@ load of -c workers, each with one request in flight on its own keep-alive connec
 asking GET /v1/health/service/<-service>?passing for -d after a warm-up, and prints
 requests per second and latency percentiles. -register=false skips the registration
 (the catalog is already filled). The client is a minimal HTTP/1.1 one, so the load
-generator costs little of the machine it shares with the agent.`,
+generator costs little of the machine it shares with the agent.
+
+-rate R makes the load open: the workers together start R requests per second on a
+fixed schedule, each worker every c/R seconds, and a request's latency counts from
+when it was due, so a worker held up by a slow answer reports the wait of the requests
+it could not start (no coordinated omission). A closed loop at full speed measures the
+agent saturated, where latency is mostly queueing; a rate below that measures the
+latency clients see at that load.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if b.instances < 1 || b.nodes < 1 || b.perService < 1 || b.concurrency < 1 || b.duration <= 0 {
 				return usageErrorf("-instances, -nodes, -per-service, -c and -d must be positive")
+			}
+			if b.rate < 0 || b.rate > 10_000_000 {
+				return usageErrorf("-rate %v: want 0 (closed loop) up to 10000000 requests per second", b.rate)
 			}
 			if b.format != "text" && b.format != "json" {
 				return usageErrorf("-format %q: want text or json", b.format)
@@ -92,6 +104,7 @@ generator costs little of the machine it shares with the agent.`,
 	gofs.IntVar(&b.perService, "per-service", b.perService, "instances per service")
 	gofs.BoolVar(&b.register, "register", b.register, "register the instances first")
 	gofs.IntVar(&b.concurrency, "c", b.concurrency, "concurrent workers, each with one request in flight")
+	gofs.Float64Var(&b.rate, "rate", 0, "requests per second over all workers on a fixed schedule (0: closed loop, as fast as answered)")
 	gofs.DurationVar(&b.duration, "d", b.duration, "how long to measure, after the warm-up")
 	gofs.DurationVar(&b.warmup, "warmup", b.warmup, "unmeasured run before measuring")
 	gofs.StringVar(&b.service, "service", "bench-0", "service to look up")
@@ -101,7 +114,7 @@ generator costs little of the machine it shares with the agent.`,
 }
 
 func (b catalogBench) run(ctx context.Context, host string, progress io.Writer) (catalogResult, error) {
-	res := catalogResult{Instances: b.instances, Nodes: b.nodes, Services: (b.instances + b.perService - 1) / b.perService, C: b.concurrency}
+	res := catalogResult{Instances: b.instances, Nodes: b.nodes, Services: (b.instances + b.perService - 1) / b.perService, C: b.concurrency, Rate: b.rate}
 	client := newRawKV([]string{host}, b.concurrency)
 	defer client.Close()
 	if b.register {
@@ -123,15 +136,35 @@ func (b catalogBench) run(ctx context.Context, host string, progress io.Writer) 
 	hists := make([]*benchkv.Histogram, b.concurrency)
 	// Workers stop starting requests at end and finish the one in flight; requests
 	// get no deadline of their own, so none fails merely because the run ended.
-	end := time.Now().Add(b.warmup + b.duration)
+	begin := time.Now()
+	end := begin.Add(b.warmup + b.duration)
+	var every time.Duration // between one worker's requests, with -rate
+	if b.rate > 0 {
+		every = time.Duration(float64(b.concurrency) / b.rate * float64(time.Second))
+	}
 	var wg sync.WaitGroup
 	for w := range b.concurrency {
 		hists[w] = benchkv.NewHistogram()
 		wg.Add(1)
+		// With -rate, the workers' schedules are spread evenly over one interval.
+		due := begin.Add(every * time.Duration(w) / time.Duration(b.concurrency))
 		go func(h *benchkv.Histogram) {
 			defer wg.Done()
 			for ctx.Err() == nil && time.Now().Before(end) {
 				t := time.Now()
+				if every > 0 {
+					if wait := time.Until(due); wait > 0 {
+						select {
+						case <-time.After(wait):
+						case <-ctx.Done():
+							return
+						}
+					}
+					t, due = due, due.Add(every)
+					if !t.Before(end) {
+						return
+					}
+				}
 				status, _, err := client.do(ctx, "GET", res.Path, nil)
 				if !measuring.Load() {
 					continue
@@ -220,11 +253,15 @@ func (r catalogResult) write(w io.Writer, format string) error {
 		return json.NewEncoder(w).Encode(r)
 	}
 	l := r.Latency
-	_, err := fmt.Fprintf(w, "GET %s  c=%d  (%d instances on %d nodes, %d services)\n"+
+	rate := ""
+	if r.Rate > 0 {
+		rate = fmt.Sprintf("  rate=%.0f/s", r.Rate)
+	}
+	_, err := fmt.Fprintf(w, "GET %s  c=%d%s  (%d instances on %d nodes, %d services)\n"+
 		"requests %d ok  %.1f req/s  %d errors\n"+
 		"latency  p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  mean %s\n"+
 		"client   %.1fµs CPU/req\n",
-		r.Path, r.C, r.Instances, r.Nodes, r.Services, r.Requests, r.ReqPerSec, r.Errors,
+		r.Path, r.C, rate, r.Instances, r.Nodes, r.Services, r.Requests, r.ReqPerSec, r.Errors,
 		benchkv.FormatLatency(l.P50), benchkv.FormatLatency(l.P90), benchkv.FormatLatency(l.P99),
 		benchkv.FormatLatency(l.P999), benchkv.FormatLatency(l.Max), benchkv.FormatLatency(l.Mean), r.ClientCPU)
 	return err

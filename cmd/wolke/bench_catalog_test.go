@@ -43,10 +43,20 @@ func TestBenchCatalog(t *testing.T) {
 	if !strings.Contains(out, "GET /v1/health/service/bench-1?passing  c=1") || !strings.Contains(out, "0 errors") {
 		t.Fatalf("text output:\n%s", out)
 	}
+	// With -rate the load keeps its schedule: 400 requests/s for 500 ms is 200
+	// requests, never more (a closed loop does tens of thousands).
+	out = mustCLI(t, "", "bench", "catalog", "-http-addr", a.HTTPAddr(), "-register=false", "-c", "4",
+		"-rate", "400", "-d", "500ms", "-warmup", "0s", "-format", "json")
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("json output %q: %v", out, err)
+	}
+	if r.Rate != 400 || r.Requests < 150 || r.Requests > 200 || r.Errors != 0 {
+		t.Fatalf("-rate 400 for 500ms: %+v", r)
+	}
 }
 
 func TestBenchCatalogUsage(t *testing.T) {
-	for _, args := range [][]string{{"-c", "0"}, {"-instances", "0"}, {"-format", "xml"}, {"-http-addr", "https://127.0.0.1:1"}} {
+	for _, args := range [][]string{{"-c", "0"}, {"-instances", "0"}, {"-format", "xml"}, {"-http-addr", "https://127.0.0.1:1"}, {"-rate", "-5"}} {
 		if r := runCLI(t, "", append([]string{"bench", "catalog"}, args...)...); r.code != 2 {
 			t.Errorf("bench catalog %v: exit %d (stderr %q), want 2", args, r.code, r.stderr)
 		}
