@@ -53,7 +53,7 @@ func openLogStore(dir, engine string, logger *slog.Logger) (logStore, error) {
 		}
 		return b, nil
 	}
-	l, err := raftlog.Open(segDir, raftlog.Options{})
+	l, err := raftlog.Open(segDir, raftlog.Options{Logger: logger.With("component", "raftlog")})
 	if err != nil {
 		return nil, fmt.Errorf("consensus: open log store: %w", err)
 	}

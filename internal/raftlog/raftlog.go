@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -43,6 +44,12 @@ type Options struct {
 	SegmentBytes int64
 	// NoSync skips fsync: for tests of logic only, never for data anyone keeps.
 	NoSync bool
+	// Logger gets a warning for every append whose flush to disk took SlowSync or
+	// longer (default 1s, as etcd warns): Raft waits for it, so such a flush stalls
+	// every write, and the warning tells an operator that the disk was the cause.
+	// Nil discards.
+	Logger   *slog.Logger
+	SlowSync time.Duration
 }
 
 const (
@@ -91,6 +98,7 @@ type Log struct {
 	first, last uint64     // 0, 0 when empty
 
 	stable *stableFile
+	sync   func(*os.File) error // fdatasync; tests simulate a slow disk
 }
 
 // Open opens (or creates) the log in dir, recovering from a crash as described in the
@@ -99,10 +107,16 @@ func Open(dir string, opts Options) (*Log, error) {
 	if opts.SegmentBytes <= 0 {
 		opts.SegmentBytes = defaultSize
 	}
+	if opts.SlowSync <= 0 {
+		opts.SlowSync = time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("raftlog: %w", err)
 	}
-	l := &Log{dir: dir, opts: opts}
+	l := &Log{dir: dir, opts: opts, sync: fdatasync}
 	stable, err := openStable(filepath.Join(dir, "stable"), !opts.NoSync)
 	if err != nil {
 		return nil, err
@@ -324,8 +338,13 @@ func (l *Log) StoreLogs(entries []*raft.Log) error {
 		return fmt.Errorf("raftlog: append: %w", err)
 	}
 	if !l.opts.NoSync {
-		if err := fdatasync(s.f); err != nil {
+		begin := time.Now()
+		if err := l.sync(s.f); err != nil {
 			return fmt.Errorf("raftlog: sync: %w", err)
+		}
+		if took := time.Since(begin); took >= l.opts.SlowSync {
+			l.opts.Logger.Warn("slow fdatasync of the Raft log: every write waited for the disk",
+				"took", took.Round(time.Millisecond).String(), "bytes", len(buf), "entries", len(entries))
 		}
 	}
 	l.mu.Lock()

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -403,4 +405,38 @@ func TestConcurrentReadsAppendsAndCompaction(t *testing.T) {
 	}
 	first, _ := l.FirstIndex()
 	check(t, l, first, total)
+}
+
+// TestSlowSyncWarns: an append whose flush takes SlowSync or longer is logged, so an
+// operator sees that a write stall was the disk; a fast one is not.
+func TestSlowSyncWarns(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		delay time.Duration // added to the real fdatasync: a slow disk
+		slow  time.Duration
+		warn  bool
+	}{
+		{"fast disk", 0, time.Hour, false},
+		{"slow disk", 30 * time.Millisecond, 20 * time.Millisecond, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			l, err := Open(t.TempDir(), Options{SlowSync: tc.slow, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			l.sync = func(f *os.File) error {
+				time.Sleep(tc.delay)
+				return fdatasync(f)
+			}
+			if err := l.StoreLogs(entries(1, 3)); err != nil {
+				t.Fatal(err)
+			}
+			got := strings.Contains(logs.String(), "slow fdatasync") && strings.Contains(logs.String(), "entries=3")
+			if got != tc.warn {
+				t.Fatalf("warned %v, want %v; log: %q", got, tc.warn, logs.String())
+			}
+		})
+	}
 }
