@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wolke-platform/wolke/internal/httpapi"
+	"github.com/wolke-platform/wolke/internal/rpc"
 )
 
 // hopHeader counts how often a request was forwarded, so that two servers that each
@@ -86,7 +87,10 @@ func (a *Agent) Forward(w http.ResponseWriter, r *http.Request) {
 		if target != "" {
 			// Set on the transport's goroutine, read here. Go calls WroteRequest also
 			// when the write failed (and then retries on a new connection), so only a
-			// write without error counts as sent.
+			// write without error counts as sent. Even that one only reached the
+			// transport's buffer: when the flush then fails with nothing written, Go
+			// retries, and if that attempt cannot connect the error says so
+			// (rpc.NotSentError): nothing was sent after all.
 			var sent atomic.Bool
 			trace := &httptrace.ClientTrace{WroteRequest: func(info httptrace.WroteRequestInfo) {
 				if info.Err == nil {
@@ -104,7 +108,8 @@ func (a *Agent) Forward(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			lastErr = err
-			if sent.Load() && write {
+			var notSent *rpc.NotSentError
+			if sent.Load() && write && !errors.As(err, &notSent) {
 				// The leader may have applied it; retrying could apply it twice.
 				httpError(w, http.StatusInternalServerError, "Forwarding to the leader failed after the request was sent: "+err.Error())
 				return

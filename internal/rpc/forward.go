@@ -19,7 +19,11 @@ type Forwarder struct {
 func NewForwarder(pool *Pool) *Forwarder {
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			return pool.Open(ctx, addr)
+			c, err := pool.Open(ctx, addr)
+			if err != nil {
+				return nil, &NotSentError{Err: err}
+			}
+			return c, nil
 		},
 		// Streams are cheap; keep enough idle ones for a busy follower.
 		MaxIdleConns:          4096,
@@ -30,6 +34,18 @@ func NewForwarder(pool *Pool) *Forwarder {
 	}
 	return &Forwarder{pool: pool, client: &http.Client{Transport: tr}}
 }
+
+// NotSentError is the error of a forwarded request that did not leave this server:
+// its last attempt could not open a stream to the target. Go's transport replays a
+// PUT, POST or DELETE only when nothing of it was written (its earlier attempt found
+// a pooled stream dead, for example), so no attempt of such a request reached the
+// target either, and the caller may send it elsewhere. httptrace's WroteRequest cannot
+// say this: it fires once the request is in the transport's buffer, before the flush
+// that may fail.
+type NotSentError struct{ Err error }
+
+func (e *NotSentError) Error() string { return e.Err.Error() }
+func (e *NotSentError) Unwrap() error { return e.Err }
 
 // hopHeaders are per-connection and must not be forwarded (RFC 9110, 7.6.1).
 var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}

@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -165,5 +166,66 @@ func TestUnknownProtocolByteIsRejected(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(2 * time.Second))
 	if _, err := c.Read(make([]byte, 1)); err == nil || strings.Contains(err.Error(), "timeout") {
 		t.Fatalf("connection with an unknown protocol byte not closed: %v", err)
+	}
+}
+
+// TestForwardTellsNotSent: a write that never reached a server (its stream was dead,
+// the redial refused) is marked NotSentError, so the agent may send it to another
+// server; one the server received is not, so it is never applied twice.
+func TestForwardTellsNotSent(t *testing.T) {
+	m, err := Listen("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := m.Addr().String()
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		if r.URL.Path == "/abort" {
+			panic(http.ErrAbortHandler) // received, then the connection breaks
+		}
+		io.WriteString(w, "true")
+	})}
+	go srv.Serve(m.ForwardListener())
+	f := NewForwarder(NewPool(time.Second))
+	defer f.Close()
+	put := func(path string) error {
+		in, _ := http.NewRequest("PUT", "http://x"+path, nil)
+		resp, err := f.Do(context.Background(), addr, in, []byte("v"))
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	}
+	if err := put("/ok"); err != nil {
+		t.Fatal(err)
+	}
+	var notSent *NotSentError
+	if err := put("/abort"); err == nil || errors.As(err, &notSent) {
+		t.Fatalf("a write the server received: %v, want an error that is not NotSentError", err)
+	}
+	srv.Close()
+	m.Close()
+	// Once the session has seen the server go (a killed process's connections close at
+	// once), a write finds its pooled stream dead without writing, and the redial is
+	// refused: nothing was sent. (Written into the session before it noticed, a write
+	// ends in EOF: it may have been received, and is not NotSentError.)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		f.pool.mu.Lock()
+		s := f.pool.sessions[addr]
+		f.pool.mu.Unlock()
+		if s == nil || s.IsClosed() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the session did not notice that the server stopped")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for i := 0; i < 3; i++ {
+		if err := put("/ok"); !errors.As(err, &notSent) {
+			t.Fatalf("write %d to a stopped server: %v, want NotSentError", i, err)
+		}
 	}
 }
