@@ -39,7 +39,9 @@ func NewForwarder(pool *Pool) *Forwarder {
 // its last attempt could not open a stream to the target. Go's transport replays a
 // PUT, POST or DELETE only when nothing of it was written (its earlier attempt found
 // a pooled stream dead, for example), so no attempt of such a request reached the
-// target either, and the caller may send it elsewhere. httptrace's WroteRequest cannot
+// target either, and the caller may send it elsewhere. (Go also replays a request
+// with an Idempotency-Key header after writing it: its sender declared it safe to
+// repeat.) httptrace's WroteRequest cannot
 // say this: it fires once the request is in the transport's buffer, before the flush
 // that may fail.
 type NotSentError struct{ Err error }
