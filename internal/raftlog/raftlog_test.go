@@ -347,7 +347,8 @@ func TestConcurrentReadsAppendsAndCompaction(t *testing.T) {
 		}
 	}()
 	var wg sync.WaitGroup
-	for range 3 {
+	// spin runs step until the appender is done or step fails.
+	spin := func(step func() error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -357,45 +358,44 @@ func TestConcurrentReadsAppendsAndCompaction(t *testing.T) {
 					return
 				default:
 				}
-				first, _ := l.FirstIndex()
-				last, _ := l.LastIndex()
-				if last == 0 {
-					continue
-				}
-				for _, i := range []uint64{first, (first + last) / 2, last} {
-					var got raft.Log
-					err := l.GetLog(i, &got)
-					if errors.Is(err, raft.ErrLogNotFound) {
-						continue // compacted between FirstIndex and GetLog
-					}
-					if err != nil || got.Index != i || string(got.Data) != fmt.Sprintf("data-%d", i) {
-						errc <- fmt.Errorf("GetLog(%d) = %d %q, %v", i, got.Index, got.Data, err)
-						return
-					}
-				}
-			}
-		}()
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			first, _ := l.FirstIndex()
-			last, _ := l.LastIndex()
-			if last > first+200 {
-				if err := l.DeleteRange(first, last-150); err != nil {
+				if err := step(); err != nil {
 					errc <- err
 					return
 				}
 			}
-			time.Sleep(time.Millisecond)
+		}()
+	}
+	for range 3 {
+		spin(func() error {
+			first, _ := l.FirstIndex()
+			last, _ := l.LastIndex()
+			if last == 0 {
+				return nil
+			}
+			for _, i := range []uint64{first, (first + last) / 2, last} {
+				var got raft.Log
+				err := l.GetLog(i, &got)
+				if errors.Is(err, raft.ErrLogNotFound) {
+					continue // compacted between FirstIndex and GetLog
+				}
+				if err != nil || got.Index != i || string(got.Data) != fmt.Sprintf("data-%d", i) {
+					return fmt.Errorf("GetLog(%d) = %d %q, %v", i, got.Index, got.Data, err)
+				}
+			}
+			return nil
+		})
+	}
+	spin(func() error {
+		first, _ := l.FirstIndex()
+		last, _ := l.LastIndex()
+		if last > first+200 {
+			if err := l.DeleteRange(first, last-150); err != nil {
+				return err
+			}
 		}
-	}()
+		time.Sleep(time.Millisecond)
+		return nil
+	})
 	<-done
 	wg.Wait()
 	select {
