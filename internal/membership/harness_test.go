@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -15,9 +16,14 @@ import (
 
 // fastMemberlist is memberlist timing for in-process tests: the same algorithm as
 // DefaultLANConfig, about ten times faster, so that a crash is detected in about a
-// second instead of several.
+// second instead of several. It keeps LAN's RetransmitMult (Local's 2 lets a pool of
+// three spend both transmissions of a broadcast on a member that just died, since
+// memberlist still gossips to the dead for GossipToTheDeadTime: a leave right after a
+// crash then never reached the survivor) and LAN's indirect probes.
 func fastMemberlist() *memberlist.Config {
 	c := memberlist.DefaultLocalConfig()
+	c.RetransmitMult = memberlist.DefaultLANConfig().RetransmitMult
+	c.IndirectChecks = memberlist.DefaultLANConfig().IndirectChecks
 	c.ProbeInterval = 100 * time.Millisecond
 	c.ProbeTimeout = 50 * time.Millisecond
 	c.GossipInterval = 20 * time.Millisecond
@@ -26,8 +32,14 @@ func fastMemberlist() *memberlist.Config {
 	c.SuspicionMult = 3
 	c.SuspicionMaxTimeoutMult = 3
 	c.GossipToTheDeadTime = time.Second
+	c.Label = testLabel
 	return c
 }
+
+// testLabel marks this test process's gossip: memberlist drops packets and streams
+// with another label, so a pool never hears from another process's test pools that
+// used the same names on a port the OS has since handed out again.
+var testLabel = fmt.Sprintf("wolke-test-%d-%d", os.Getpid(), time.Now().UnixNano())
 
 // logBuffer collects a test's logs; they are printed only if the test fails.
 type logBuffer struct {
