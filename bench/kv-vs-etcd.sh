@@ -13,6 +13,8 @@
 #   DURATION=10s      measured time per round       WARMUP=2s   unmeasured time before it
 #   CONCURRENCY="1 16 64 256"                       KEYS=10000  key space
 #   SYSTEMS="wolke etcd"  which systems to run      ETCD_CONNS=1  gRPC connections to etcd
+#                     (wolke-h2c: the same wolke server, driven over HTTP/2 without TLS,
+#                     requests multiplexed over few connections as etcd's gRPC client does)
 #   ROUNDS=1       interleaved rounds per benchmark; the table shows the median round
 #   RESULTS=FILE      also keep the JSON results (one line per round) in FILE
 set -euo pipefail
@@ -77,7 +79,7 @@ if has etcd; then
 	log "$(etcd --version | head -1) on 127.0.0.1:$etcd_client"
 fi
 
-if has wolke; then
+if has wolke || has wolke-h2c; then
 	wolke_rpc=$(free_port)
 	wolke_http=$(free_port)
 	"$tmp/wolke" agent -server -bootstrap -data-dir "$tmp/wolke-data" -bind 127.0.0.1 \
@@ -105,6 +107,7 @@ round() {
 	local out status=0
 	case $system in
 	wolke) out=$("$tmp/wolke" bench kv -http-addr "127.0.0.1:$wolke_http" "${args[@]}" 2>>"$tmp/bench.log") || status=$? ;;
+	wolke-h2c) out=$("$tmp/wolke" bench kv -client h2c -http-addr "127.0.0.1:$wolke_http" "${args[@]}" 2>>"$tmp/bench.log") || status=$? ;;
 	etcd) out=$("$tmp/bench-etcd" kv -endpoints "127.0.0.1:$etcd_client" -conns "$ETCD_CONNS" "${args[@]}" 2>>"$tmp/bench.log") || status=$? ;;
 	esac
 	if [[ -n $out ]]; then
@@ -118,11 +121,14 @@ round() {
 for c in $CONCURRENCY; do
 	for _ in $(seq "$ROUNDS"); do
 		has wolke && round wolke wolke put default "$c"
+		has wolke-h2c && round wolke-h2c wolke-h2c put default "$c"
 		has etcd && round etcd etcd put default "$c"
 		has wolke && round wolke wolke get default "$c"
+		has wolke-h2c && round wolke-h2c wolke-h2c get default "$c"
 		# etcd's default read is linearizable: Consul's ?consistent, not its default.
 		has etcd && round etcd etcd get consistent "$c"
 		has wolke && round wolke wolke get consistent "$c"
+		has wolke-h2c && round wolke-h2c wolke-h2c get consistent "$c"
 	done
 done
 

@@ -85,9 +85,13 @@ The same load against etcd: the bench module in the source tree (cd bench && go 
 				}
 				d = newRawKV(hosts, conns)
 			case client == "raw" || client == "net/http":
-				d = newConsulKV(bases, conns)
+				d = newConsulKV(bases, conns, false)
+			case client == "h2c" && allHTTP(bases):
+				d = newConsulKV(bases, conns, true)
+			case client == "h2c":
+				return usageErrorf("-client h2c needs http:// addresses")
 			default:
-				return usageErrorf("-client %q: want raw or net/http", client)
+				return usageErrorf("-client %q: want raw, net/http or h2c", client)
 			}
 			defer d.Close()
 			stderr := cmd.ErrOrStderr()
@@ -99,7 +103,7 @@ The same load against etcd: the bench module in the source tree (cd bench && go 
 	opts.Register(gofs)
 	cmd.Flags().AddGoFlagSet(gofs)
 	cmd.Flags().StringVar(&httpAddr, "http-addr", defaultHTTPAddr, "agent HTTP API address (host:port or http://host:port), or several, comma-separated")
-	cmd.Flags().StringVar(&client, "client", "raw", "HTTP client: raw (a minimal HTTP/1.1 client, cheapest on a shared machine) or net/http (Go's Transport); https always uses net/http")
+	cmd.Flags().StringVar(&client, "client", "raw", "HTTP client: raw (a minimal HTTP/1.1 client, cheapest on a shared machine), net/http (Go's Transport), or h2c (Go's Transport speaking HTTP/2 without TLS, requests multiplexed over few connections, as etcd's gRPC clients do); https always uses net/http")
 	return cmd
 }
 
@@ -172,19 +176,23 @@ var _ benchkv.Driver = (*consulKV)(nil)
 // newConsulKV keeps up to maxConns idle connections per agent, which should be the
 // largest number of requests in flight at once: any fewer, and connections are closed
 // and reopened. bases holds at least one agent address from parseHTTPAddr.
-func newConsulKV(bases []*url.URL, maxConns int) *consulKV {
-	return &consulKV{
-		transport: &http.Transport{
-			// Benchmarks go straight to the agent, never through an environment proxy.
-			Proxy:               nil,
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConnsPerHost: maxConns,
-			IdleConnTimeout:     90 * time.Second,
-			DisableCompression:  true,
-		},
-		bases:  bases,
-		header: http.Header{},
+func newConsulKV(bases []*url.URL, maxConns int, h2c bool) *consulKV {
+	t := &http.Transport{
+		// Benchmarks go straight to the agent, never through an environment proxy.
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: maxConns,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
 	}
+	if h2c {
+		// Only HTTP/2 with prior knowledge: a server that does not speak it fails the
+		// first request instead of being measured over HTTP/1.1 by mistake.
+		var p http.Protocols
+		p.SetUnencryptedHTTP2(true)
+		t.Protocols = &p
+	}
+	return &consulKV{transport: t, bases: bases, header: http.Header{}}
 }
 
 // readQuery maps a read mode to Consul's query parameter.

@@ -31,6 +31,7 @@ type fakeKV struct {
 	queries map[string]int // raw query of GETs -> count
 	fail    atomic.Bool    // answer 500 to everything
 	conns   atomic.Int64   // connections opened
+	h2      atomic.Int64   // requests that came over HTTP/2
 	reqs    atomic.Int64   // KV requests served
 }
 
@@ -38,6 +39,11 @@ func newFakeKV(t *testing.T) (*fakeKV, *httptest.Server) {
 	t.Helper()
 	kv := &fakeKV{data: map[string][]byte{}, queries: map[string]int{}}
 	srv := httptest.NewUnstartedServer(kv)
+	// As the agent does: HTTP/1.1 and HTTP/2 with prior knowledge on one port.
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv.Config.Protocols = &protocols
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			kv.conns.Add(1)
@@ -55,6 +61,9 @@ func (kv *fakeKV) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	kv.reqs.Add(1)
+	if r.ProtoMajor == 2 {
+		kv.h2.Add(1)
+	}
 	if kv.fail.Load() {
 		http.Error(w, "rpc error: no leader\nsecond line", http.StatusInternalServerError)
 		return
@@ -139,7 +148,7 @@ func TestParseHTTPAddrs(t *testing.T) {
 // two each.
 func TestKVDriverSeveralAgents(t *testing.T) {
 	drivers := map[string]func(bases []*url.URL) benchkv.Driver{
-		"net/http": func(bases []*url.URL) benchkv.Driver { return newConsulKV(bases, 8) },
+		"net/http": func(bases []*url.URL) benchkv.Driver { return newConsulKV(bases, 8, false) },
 		"raw": func(bases []*url.URL) benchkv.Driver {
 			var hosts []string
 			for _, b := range bases {
@@ -208,15 +217,16 @@ func deadAddr(t *testing.T) string {
 
 func TestConsulKVDriver(t *testing.T) {
 	drivers := map[string]func(base *url.URL) benchkv.Driver{
-		"net/http": func(base *url.URL) benchkv.Driver { return newConsulKV([]*url.URL{base}, 4) },
+		"net/http": func(base *url.URL) benchkv.Driver { return newConsulKV([]*url.URL{base}, 4, false) },
+		"h2c":      func(base *url.URL) benchkv.Driver { return newConsulKV([]*url.URL{base}, 4, true) },
 		"raw":      func(base *url.URL) benchkv.Driver { return newRawKV([]string{base.Host}, 4) },
 	}
 	for name, newDriver := range drivers {
-		t.Run(name, func(t *testing.T) { testKVDriver(t, newDriver) })
+		t.Run(name, func(t *testing.T) { testKVDriver(t, newDriver, name == "h2c") })
 	}
 }
 
-func testKVDriver(t *testing.T, newDriver func(*url.URL) benchkv.Driver) {
+func testKVDriver(t *testing.T, newDriver func(*url.URL) benchkv.Driver, h2 bool) {
 	kv, srv := newFakeKV(t)
 	base, err := parseHTTPAddr(srv.URL)
 	if err != nil {
@@ -270,6 +280,9 @@ func testKVDriver(t *testing.T, newDriver func(*url.URL) benchkv.Driver) {
 	if n := kv.conns.Load(); n != 1 {
 		t.Errorf("sequential requests opened %d connections, want 1", n)
 	}
+	if n, all := kv.h2.Load(), kv.reqs.Load(); h2 && n != all || !h2 && n != 0 {
+		t.Errorf("%d of %d requests came over HTTP/2 (h2c driver: %v)", n, all, h2)
+	}
 }
 
 func TestConsulKVDriverRejectsFalse(t *testing.T) {
@@ -278,7 +291,7 @@ func TestConsulKVDriverRejectsFalse(t *testing.T) {
 	}))
 	defer srv.Close()
 	base, _ := parseHTTPAddr(srv.URL)
-	d := newConsulKV([]*url.URL{base}, 1)
+	d := newConsulKV([]*url.URL{base}, 1, false)
 	defer d.Close()
 	if err := d.Put(context.Background(), "k", []byte("v")); !errors.Is(err, errAnswer) || !strings.Contains(err.Error(), `"false"`) {
 		t.Fatalf("Put answered false: %v, want errAnswer", err)
@@ -418,7 +431,7 @@ func BenchmarkConsulKVDriver(b *testing.B) {
 		}
 	}()
 	base, _ := parseHTTPAddr(l.Addr().String())
-	d := newConsulKV([]*url.URL{base}, 1)
+	d := newConsulKV([]*url.URL{base}, 1, false)
 	defer d.Close()
 	value := bytes.Repeat([]byte("v"), 256)
 	ctx := context.Background()

@@ -2,8 +2,12 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"reflect"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -248,5 +252,70 @@ func TestStatusAndSelf(t *testing.T) {
 	self, err := c.Agent().Self()
 	if err != nil || self["Config"]["Datacenter"] != "eu1" || self["Member"]["Name"] != "node-x" {
 		t.Fatalf("self %v %v", self, err)
+	}
+}
+
+// TestConsulClientOverH2C drives the API over HTTP/2 without TLS (prior knowledge):
+// Consul's client with a Transport that speaks nothing else gets the same answers,
+// and a blocking query and writes share one connection.
+func TestConsulClientOverH2C(t *testing.T) {
+	a := startDev(t)
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	var conns atomic.Int32
+	transport := &http.Transport{
+		Protocols: &protocols,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conns.Add(1)
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}
+	t.Cleanup(transport.CloseIdleConnections)
+	cfg := api.DefaultNonPooledConfig()
+	cfg.Address = a.HTTPAddr()
+	cfg.HttpClient = &http.Client{Transport: transport}
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := c.KV()
+	if _, err := kv.Put(&api.KVPair{Key: "h2/a", Value: []byte("v1")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	pair, meta, err := kv.Get("h2/a", nil)
+	if err != nil || pair == nil || string(pair.Value) != "v1" {
+		t.Fatalf("get: %+v %v", pair, err)
+	}
+
+	// A blocking query held open while a write goes over the same connection.
+	woke := make(chan *api.KVPair, 1)
+	go func() {
+		p, _, err := kv.Get("h2/a", &api.QueryOptions{WaitIndex: meta.LastIndex, WaitTime: 10 * time.Second})
+		if err != nil {
+			t.Errorf("blocking get: %v", err)
+		}
+		woke <- p
+	}()
+	// Write until the query answers: a write before it was sent makes it answer at
+	// once, one after wakes it; either way it must see v2.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := kv.Put(&api.KVPair{Key: "h2/a", Value: []byte("v2")}, nil); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case p := <-woke:
+			if p == nil || string(p.Value) != "v2" {
+				t.Fatalf("blocking get woke with %+v", p)
+			}
+			if n := conns.Load(); n != 1 {
+				t.Errorf("%d connections for three requests at once, want 1 (multiplexed)", n)
+			}
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("blocking get did not wake on a write")
+		}
 	}
 }

@@ -311,6 +311,13 @@ func (s *Server) Start() error {
 		MaxHeaderBytes:    1 << 20,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
 	}
+	// HTTP/2 without TLS (with prior knowledge, RFC 9113 §3.3) beside HTTP/1.1: a client
+	// that speaks it multiplexes its requests over a few connections, and answers to
+	// many of them leave in one write instead of one write per connection.
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	s.srv.Protocols = &protocols
 	go func() {
 		if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.logger.Error("http server stopped", "err", err)
