@@ -37,28 +37,32 @@ func baseSchema() *memdb.DBSchema {
 			tableKVs: {
 				Name: tableKVs,
 				Indexes: map[string]*memdb.IndexSchema{
-					"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
+					"id": {Name: "id", Unique: true,
+						Indexer: fieldIndex[KVEntry]{"Key", func(e *KVEntry) string { return e.Key }}},
 					"session": {Name: "session", AllowMissing: true,
-						Indexer: &memdb.StringFieldIndex{Field: "Session"}},
+						Indexer: fieldIndex[KVEntry]{"Session", func(e *KVEntry) string { return e.Session }}},
 				},
 			},
 			tableTombstones: {
 				Name: tableTombstones,
 				Indexes: map[string]*memdb.IndexSchema{
-					"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
+					"id": {Name: "id", Unique: true,
+						Indexer: fieldIndex[tombstone]{"Key", func(t *tombstone) string { return t.Key }}},
 				},
 			},
 			tableSessions: {
 				Name: tableSessions,
 				Indexes: map[string]*memdb.IndexSchema{
-					"id":   {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
-					"node": {Name: "node", Indexer: &memdb.StringFieldIndex{Field: "Node"}},
+					"id": {Name: "id", Unique: true,
+						Indexer: fieldIndex[Session]{"ID", func(s *Session) string { return s.ID }}},
+					"node": {Name: "node", Indexer: fieldIndex[Session]{"Node", func(s *Session) string { return s.Node }}},
 				},
 			},
 			tableIndex: {
 				Name: tableIndex,
 				Indexes: map[string]*memdb.IndexSchema{
-					"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Table"}},
+					"id": {Name: "id", Unique: true,
+						Indexer: fieldIndex[indexEntry]{"Table", func(e *indexEntry) string { return e.Table }}},
 				},
 			},
 		},
