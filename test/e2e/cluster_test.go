@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptrace"
 	"os"
@@ -51,54 +50,6 @@ func testSeed(t testing.TB) uint64 {
 	}
 	t.Logf("seed %d (repeat the random choices with WOLKE_SEED=%d)", seed, seed)
 	return seed
-}
-
-var (
-	portsMu   sync.Mutex
-	portsUsed = map[int]bool{}
-)
-
-// clusterPort picks a free loopback port (TCP and UDP) below the kernel's ephemeral
-// range. A node keeps its ports across restarts, so they must not be taken meanwhile by
-// the source port of some outgoing connection, which the kernel picks from that range
-// (port 0 would hand out exactly such a port).
-func clusterPort(t testing.TB) int {
-	t.Helper()
-	lo := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if v, err := strconv.Atoi(f[0]); err == nil {
-				lo = v
-			}
-		}
-	}
-	const base = 10000
-	if lo <= base+1000 {
-		return freePort(t)
-	}
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for range 1000 {
-		p := base + rand.IntN(lo-base)
-		if portsUsed[p] {
-			continue
-		}
-		addr := fmt.Sprintf("127.0.0.1:%d", p)
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		u, err := net.ListenPacket("udp", addr)
-		l.Close()
-		if err != nil {
-			continue
-		}
-		u.Close()
-		portsUsed[p] = true
-		return p
-	}
-	t.Fatal("no free port below the ephemeral range")
-	return 0
 }
 
 // node is one agent of a cluster, with the ports it keeps across restarts.
@@ -175,17 +126,17 @@ func startCluster(t testing.TB, opts clusterOpts) *cluster {
 	}
 	var nodes []*node
 	for _, sp := range specs {
-		n := &node{name: sp.name, server: sp.server, serfAddr: fmt.Sprintf("127.0.0.1:%d", clusterPort(t))}
+		n := &node{name: sp.name, server: sp.server, serfAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
 		if opts.dns {
-			n.dnsAddr = fmt.Sprintf("127.0.0.1:%d", clusterPort(t))
+			n.dnsAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		}
 		if sp.server {
-			n.serverAddr = fmt.Sprintf("127.0.0.1:%d", clusterPort(t))
+			n.serverAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		}
 		nodes = append(nodes, n)
 	}
 	for _, n := range nodes {
-		httpAddr := fmt.Sprintf("127.0.0.1:%d", clusterPort(t))
+		httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		args := []string{"agent", "-node", n.name, "-data-dir", filepath.Join(dir, n.name), "-bind", "127.0.0.1",
 			"-serf-port", strings.TrimPrefix(n.serfAddr, "127.0.0.1:"), "-http-addr", httpAddr, "-dns-addr=" + n.dnsAddr,
 			"-retry-interval", "1s", "-log-level", "info"}

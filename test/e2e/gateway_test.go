@@ -242,7 +242,7 @@ func (e *gatewayEnv) startBackends(n int, extra func(i int) []string) []*backend
 	var bs []*backend
 	for i := 1; i <= n; i++ {
 		// Below the ephemeral range: a restarted backend gets its port back.
-		b := &backend{t: e.t, name: fmt.Sprintf("b%d", i), port: clusterPort(e.t), agent: e.agent.httpAddr}
+		b := &backend{t: e.t, name: fmt.Sprintf("b%d", i), port: freePort(e.t), agent: e.agent.httpAddr}
 		if extra != nil {
 			b.extra = extra(i)
 		}

@@ -6,11 +6,13 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,8 +50,61 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freePort asks the kernel for a free loopback port.
+// freePort returns a loopback port, free for TCP and UDP when asked, that no earlier
+// call in this process returned. Agents get their ports as flags and keep them across
+// restarts, so there is a gap between this check and their bind; a port from the
+// kernel's ephemeral range (what listening on ":0" hands out) can be taken in that gap
+// as the source port of any process's outgoing connection, which failed a CI run
+// ("bind: address already in use" for a gateway's port while other packages' tests
+// ran alongside). So ports come from below that range, where the kernel assigns none
+// by itself.
 func freePort(t testing.TB) int {
+	t.Helper()
+	lo := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil {
+				lo = v
+			}
+		}
+	}
+	const base = 10000
+	if lo <= base+1000 {
+		return kernelPort(t)
+	}
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 1000 {
+		p := base + rand.IntN(lo-base)
+		if portsUsed[p] {
+			continue
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", p)
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		u, err := net.ListenPacket("udp", addr) // gossip uses both on one port
+		l.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		portsUsed[p] = true
+		return p
+	}
+	t.Fatal("no free port below the ephemeral range")
+	return 0
+}
+
+var (
+	portsMu   sync.Mutex
+	portsUsed = map[int]bool{}
+)
+
+// kernelPort asks the kernel for a free port, on machines whose ephemeral range
+// leaves no room below it.
+func kernelPort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
