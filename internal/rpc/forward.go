@@ -41,9 +41,8 @@ func NewForwarder(pool *Pool) *Forwarder {
 // a pooled stream dead, for example), so no attempt of such a request reached the
 // target either, and the caller may send it elsewhere. (Go also replays a request
 // with an Idempotency-Key header after writing it: its sender declared it safe to
-// repeat.) httptrace's WroteRequest cannot
-// say this: it fires once the request is in the transport's buffer, before the flush
-// that may fail.
+// repeat.) httptrace's WroteRequest cannot say this: it fires once the request is in
+// the transport's buffer, before the flush that may fail.
 type NotSentError struct{ Err error }
 
 func (e *NotSentError) Error() string { return e.Err.Error() }

@@ -60,14 +60,7 @@ func TestMain(m *testing.M) {
 // by itself.
 func freePort(t testing.TB) int {
 	t.Helper()
-	lo := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if v, err := strconv.Atoi(f[0]); err == nil {
-				lo = v
-			}
-		}
-	}
+	lo := ephemeralLow()
 	const base = 10000
 	if lo <= base+1000 {
 		return kernelPort(t)
@@ -101,6 +94,18 @@ var (
 	portsMu   sync.Mutex
 	portsUsed = map[int]bool{}
 )
+
+// ephemeralLow is the lowest port the kernel hands out by itself.
+var ephemeralLow = sync.OnceValue(func() int {
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil {
+				return v
+			}
+		}
+	}
+	return 32768
+})
 
 // kernelPort asks the kernel for a free port, on machines whose ephemeral range
 // leaves no room below it.
