@@ -213,6 +213,9 @@ type limitedConn struct {
 	once sync.Once
 }
 
+// NetConn returns the connection underneath, for watchHangup.
+func (c *limitedConn) NetConn() net.Conn { return c.Conn }
+
 func (c *limitedConn) Close() error {
 	c.once.Do(func() {
 		c.l.mu.Lock()

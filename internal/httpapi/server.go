@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
 
 	"github.com/wolke-platform/wolke/internal/consensus"
 	"github.com/wolke-platform/wolke/internal/state"
@@ -132,8 +133,12 @@ type Server struct {
 	registry *prometheus.Registry
 	metrics  *metrics
 	handler  http.Handler
-	srv      *http.Server
-	ln       net.Listener
+	// fast serves HTTP/1.1 on the API listener; srv serves HTTP/2 (h2c) there and
+	// the requests other agents forward over the server port (ServeOn).
+	fast  *fasthttp.Server
+	srv   *http.Server
+	ln    net.Listener
+	split *splitListener
 	// shared holds computed health answers that concurrent waiters reuse.
 	shared sharedResults
 	// stopCh closes when Shutdown starts, ending blocking queries early so that
@@ -316,12 +321,19 @@ func (s *Server) Start() error {
 	// connection, so a process with thousands of watches holds one connection, not
 	// thousands. It is not faster: Go's HTTP/2 costs more per request than HTTP/1.1.
 	var protocols http.Protocols
-	protocols.SetHTTP1(true)
+	protocols.SetHTTP1(true) // requests forwarded over the server port (ServeOn)
 	protocols.SetUnencryptedHTTP2(true)
 	s.srv.Protocols = &protocols
+	s.fast = s.newFastServer()
+	s.split = newSplitListener(s.ln)
 	go func() {
-		if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.fast.Serve(s.split.h1); err != nil && !errors.Is(err, net.ErrClosed) {
 			s.logger.Error("http server stopped", "err", err)
+		}
+	}()
+	go func() {
+		if err := s.srv.Serve(s.split.h2); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			s.logger.Error("http/2 server stopped", "err", err)
 		}
 	}()
 	s.logger.Info("HTTP API listening", "addr", s.ln.Addr().String())
@@ -353,5 +365,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.srv == nil {
 		return nil
 	}
-	return s.srv.Shutdown(ctx)
+	var ferr error
+	if s.fast != nil {
+		s.split.Close() // no new connections, of either protocol
+		ferr = s.fast.ShutdownWithContext(ctx)
+	}
+	return errors.Join(ferr, s.srv.Shutdown(ctx))
 }
