@@ -108,17 +108,30 @@ func (s *Server) serveFast(ctx *fasthttp.RequestCtx) {
 		ProtoMinor: 1,
 		Header:     hdr,
 		Host:       string(ctx.Host()),
-		RemoteAddr: ctx.RemoteAddr().String(),
+	}
+	if pc, ok := ctx.Conn().(*prefixConn); ok {
+		r.RemoteAddr = pc.remote
+	} else {
+		r.RemoteAddr = ctx.RemoteAddr().String()
 	}
 	if !ctx.Request.Header.IsHTTP11() {
 		r.Proto, r.ProtoMinor = "HTTP/1.0", 0
 	}
+	// One backing array for all values; each header's slice is capped at its own
+	// element, so a second value of the same name or a later Add copies out.
+	vals := make([]string, 0, ctx.Request.Header.Len())
 	for k, v := range ctx.Request.Header.All() {
 		key := headerKey(k)
 		if key == "Host" {
 			continue // in r.Host, as net/http does
 		}
-		hdr[key] = append(hdr[key], string(v))
+		if prev, ok := hdr[key]; ok {
+			hdr[key] = append(prev, string(v))
+			continue
+		}
+		vals = append(vals, string(v))
+		n := len(vals)
+		hdr[key] = vals[n-1 : n : n]
 	}
 	if ctx.Request.IsBodyStream() {
 		// fasthttp streams every body past its first 8 KiB, which it has read.

@@ -54,19 +54,26 @@ func acceptsGzip(r *http.Request) bool {
 	return false
 }
 
+// Shared header values (see headerTrue).
+var (
+	headerJSON           = []string{"application/json"}
+	headerAcceptEncoding = []string{"Accept-Encoding"}
+	headerGzip           = []string{"gzip"}
+)
+
 // writeJSONBody answers body as JSON, compressed when the client accepts gzip and it
 // is big enough. zipped, when not nil, is body already compressed (a shared answer
 // compressed once for all its readers).
 func writeJSONBody(w http.ResponseWriter, body, zipped []byte) {
 	h := w.Header()
-	h["Content-Type"] = []string{"application/json"}
+	h["Content-Type"] = headerJSON
 	if len(body) >= gzipMinSize {
-		h["Vary"] = []string{"Accept-Encoding"}
+		h["Vary"] = headerAcceptEncoding
 		if wantsGzip(w) {
 			if zipped == nil {
 				zipped = gzipBytes(body)
 			}
-			h["Content-Encoding"] = []string{"gzip"}
+			h["Content-Encoding"] = headerGzip
 			body = zipped
 		}
 	}

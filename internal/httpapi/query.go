@@ -144,10 +144,30 @@ func (s *Server) setMeta(w http.ResponseWriter, index uint64, mode Consistency) 
 	}
 	h["X-Consul-Index"] = []string{strconv.FormatUint(index, 10)}
 	li := s.backend.LeaderInfo()
-	h["X-Consul-Knownleader"] = []string{strconv.FormatBool(li.Known)}
-	h["X-Consul-Lastcontact"] = []string{strconv.FormatInt(li.LastContact.Milliseconds(), 10)}
-	h["X-Consul-Effective-Consistency"] = []string{mode.String()}
+	if li.Known {
+		h["X-Consul-Knownleader"] = headerTrue
+	} else {
+		h["X-Consul-Knownleader"] = headerFalse
+	}
+	if ms := li.LastContact.Milliseconds(); ms == 0 {
+		h["X-Consul-Lastcontact"] = headerZero
+	} else {
+		h["X-Consul-Lastcontact"] = []string{strconv.FormatInt(ms, 10)}
+	}
+	h["X-Consul-Effective-Consistency"] = consistencyHeaders[mode]
 }
+
+// Header values that every answer carries are shared, not allocated per request.
+// Nothing modifies a header value in place (Set and Add replace or append), so
+// sharing them is safe.
+var (
+	headerTrue         = []string{"true"}
+	headerFalse        = []string{"false"}
+	headerZero         = []string{"0"}
+	consistencyHeaders = [...][]string{
+		Default: {Default.String()}, Consistent: {Consistent.String()}, Stale: {Stale.String()},
+	}
+)
 
 func (s *Server) stopping() bool {
 	select {

@@ -59,7 +59,7 @@ func (s *splitListener) sort(c net.Conn) {
 		c.Close()
 		return
 	}
-	pc := &prefixConn{Conn: c, pre: append([]byte(nil), buf[:n]...)}
+	pc := &prefixConn{Conn: c, pre: append([]byte(nil), buf[:n]...), remote: c.RemoteAddr().String()}
 	if bytes.Equal(buf[:n], h2Preface) {
 		s.h2.push(pc)
 	} else {
@@ -123,7 +123,8 @@ func (q *queueListener) Addr() net.Addr { return q.addr }
 // prefixConn gives back the bytes read to sort the connection before the rest.
 type prefixConn struct {
 	net.Conn
-	pre []byte
+	pre    []byte
+	remote string // RemoteAddr().String(), formatted once rather than per request
 }
 
 func (c *prefixConn) Read(b []byte) (int, error) {

@@ -165,7 +165,7 @@ func checkMutex(ms []marker, killedGone map[string]time.Time) (sections int, pro
 	errorf := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	var open *marker
 	var lastToken uint64
-	closed := map[string]bool{}
+	closed, started := map[string]bool{}, map[string]bool{}
 	for i := range ms {
 		m := &ms[i]
 		if gone, killed := killedGone[m.id]; killed && m.ts.After(gone) {
@@ -182,6 +182,7 @@ func checkMutex(ms []marker, killedGone map[string]time.Time) (sections int, pro
 					errorf("line %d: %s starts at %v, before killed holder %s's child was gone (%v)", m.line, m.id, m.ts, open.id, gone)
 				}
 			}
+			started[m.id] = true
 			if m.token <= lastToken {
 				errorf("line %d: fencing token %d of %s not above the previous %d", m.line, m.token, m.id, lastToken)
 			}
@@ -193,8 +194,10 @@ func checkMutex(ms []marker, killedGone map[string]time.Time) (sections int, pro
 				sections++
 				continue
 			}
-			if m.kind == "abort" && closed[m.id] {
-				continue // SIGTERM after the end marker: nothing ran
+			if m.kind == "abort" && (closed[m.id] || !started[m.id]) {
+				// SIGTERM after the end marker, or before the start marker (the test
+				// stopped everything just as this one took the lock): nothing ran.
+				continue
 			}
 			errorf("line %d: %s of %s, but the open section is %+v", m.line, m.kind, m.id, open)
 		}
@@ -380,14 +383,16 @@ func TestLockCheckerCatchesOverlap(t *testing.T) {
 		"killed late":    {{kind: "start", id: "a", token: 5, ts: at(0)}, {kind: "start", id: "b", token: 6, ts: at(1)}},
 		"killed writes":  {{kind: "start", id: "a", token: 5, ts: at(0)}, {kind: "start", id: "b", token: 6, ts: at(5)}, {kind: "end", id: "a", ts: at(6)}},
 		"stray end":      {{kind: "end", id: "a", ts: at(0)}},
-		"abort of other": {{kind: "start", id: "a", token: 5, ts: at(0)}, {kind: "abort", id: "b", ts: at(1)}},
+		"abort of other": {{kind: "start", id: "b", token: 4, ts: at(0)}, {kind: "start", id: "c", token: 5, ts: at(1)}, {kind: "abort", id: "b", ts: at(1)}},
 	}
 	for name, ms := range bad {
 		if _, problems := checkMutex(ms, map[string]time.Time{"a": at(2)}); len(problems) == 0 {
 			t.Errorf("%s: checker accepted %+v", name, ms)
 		}
 	}
-	good := []marker{{kind: "start", id: "a", token: 5, ts: at(0)}, {kind: "start", id: "b", token: 6, ts: at(3)}, {kind: "end", id: "b", ts: at(4)}, {kind: "abort", id: "b", ts: at(4)}}
+	// a killed mid-section; b's child aborted after its end; c's before its start.
+	good := []marker{{kind: "start", id: "a", token: 5, ts: at(0)}, {kind: "start", id: "b", token: 6, ts: at(3)},
+		{kind: "end", id: "b", ts: at(4)}, {kind: "abort", id: "b", ts: at(4)}, {kind: "abort", id: "c", ts: at(5)}}
 	if n, problems := checkMutex(good, map[string]time.Time{"a": at(2)}); n != 1 || len(problems) > 0 {
 		t.Errorf("good log: %d sections, problems %q; want 1, none", n, problems)
 	}
