@@ -309,6 +309,9 @@ func (w *fastWriter) finish() {
 // before the handler returns. It peeks (MSG_PEEK) and so takes nothing from the
 // stream: bytes that arrive are a pipelined next request, which ends the watch.
 func watchHangup(conn net.Conn, cancel context.CancelFunc) (stop func()) {
+	if ra, ok := conn.(*readAheadConn); ok {
+		return ra.watchHangup(cancel)
+	}
 	for {
 		u, ok := conn.(interface{ NetConn() net.Conn })
 		if !ok {
@@ -346,5 +349,61 @@ func watchHangup(conn net.Conn, cancel context.CancelFunc) (stop func()) {
 		conn.SetReadDeadline(time.Unix(1, 0)) // wakes the wait above
 		<-done
 		conn.SetReadDeadline(time.Time{})
+	}
+}
+
+// readAheadListener serves connections without a file descriptor to peek at (yamux
+// streams carrying requests forwarded by other agents) as readAheadConns.
+type readAheadListener struct{ net.Listener }
+
+func (l readAheadListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &readAheadConn{Conn: c}, nil
+}
+
+// readAheadConn notices a hang-up by reading one byte ahead while a request is being
+// served, as net/http does; a byte that arrives (a pipelined request) is kept and
+// handed to the next Read. Only the watch goroutine and, after it ended, the HTTP
+// server read, so ahead needs no lock.
+type readAheadConn struct {
+	net.Conn
+	ahead []byte
+	buf   [1]byte
+}
+
+func (c *readAheadConn) Read(b []byte) (int, error) {
+	if len(c.ahead) > 0 {
+		n := copy(b, c.ahead)
+		c.ahead = c.ahead[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *readAheadConn) watchHangup(cancel context.CancelFunc) (stop func()) {
+	if len(c.ahead) > 0 {
+		return func() {} // a request is already waiting: not a hang-up
+	}
+	c.Conn.SetReadDeadline(time.Time{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n, err := c.Conn.Read(c.buf[:])
+		if n > 0 {
+			c.ahead = c.buf[:n]
+			return
+		}
+		var ne net.Error
+		if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
+			cancel() // closed or reset: the client is gone
+		}
+	}()
+	return func() {
+		c.Conn.SetReadDeadline(time.Unix(1, 0)) // wakes the read above
+		<-done
+		c.Conn.SetReadDeadline(time.Time{})
 	}
 }

@@ -69,9 +69,15 @@ func rawRequest(t *testing.T, conn net.Conn, br *bufio.Reader, req string) (*htt
 		t.Fatal(err)
 	}
 	method, _, _ := strings.Cut(req, " ")
+	return readAnswer(t, br, method)
+}
+
+// readAnswer reads one answer to a request with method.
+func readAnswer(t *testing.T, br *bufio.Reader, method string) (*http.Response, string) {
+	t.Helper()
 	resp, err := http.ReadResponse(br, &http.Request{Method: method})
 	if err != nil {
-		t.Fatalf("reading the answer to %q: %v", strings.SplitN(req, "\r\n", 2)[0], err)
+		t.Fatalf("reading the answer to a %s: %v", method, err)
 	}
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
@@ -81,8 +87,45 @@ func rawRequest(t *testing.T, conn net.Conn, br *bufio.Reader, req string) (*htt
 	return resp, string(body)
 }
 
+// startForwardServer also serves s on a second loopback listener through ServeOn,
+// as the agent serves requests forwarded by other agents (there over yamux streams,
+// which have no file descriptor: the hang-up watch reads ahead instead of peeking).
+func startForwardServer(t *testing.T, s *Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.ServeOn(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+		if err := <-done; err != nil {
+			t.Errorf("ServeOn: %v", err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+// bothListeners runs test against the API listener and the forwarding listener.
+func bothListeners(t *testing.T, test func(t *testing.T, s *Server, addr string)) {
+	t.Run("api", func(t *testing.T) {
+		s, addr := startTestServer(t)
+		test(t, s, addr)
+	})
+	t.Run("forwarded", func(t *testing.T) {
+		s, _ := startTestServer(t)
+		test(t, s, startForwardServer(t, s))
+	})
+}
+
 func TestFastFrontEndsBlockingQueryWhenClientHangsUp(t *testing.T) {
-	s, addr := startTestServer(t)
+	bothListeners(t, testEndsBlockingQueryWhenClientHangsUp)
+}
+
+func testEndsBlockingQueryWhenClientHangsUp(t *testing.T, s *Server, addr string) {
 	blocked := func() float64 { return testutil.ToFloat64(s.metrics.blocking) }
 
 	conn, err := net.Dial("tcp", addr)
@@ -100,7 +143,10 @@ func TestFastFrontEndsBlockingQueryWhenClientHangsUp(t *testing.T) {
 }
 
 func TestFastFrontKeepsConnectionAfterBlockingQuery(t *testing.T) {
-	_, addr := startTestServer(t)
+	bothListeners(t, testKeepsConnectionAfterBlockingQuery)
+}
+
+func testKeepsConnectionAfterBlockingQuery(t *testing.T, s *Server, addr string) {
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -120,6 +166,20 @@ func TestFastFrontKeepsConnectionAfterBlockingQuery(t *testing.T) {
 	resp, body := rawRequest(t, conn, br, "PUT /v1/kv/next HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
 	if resp.StatusCode != http.StatusOK || body != "true" {
 		t.Fatalf("request after the blocking query: %d %q", resp.StatusCode, body)
+	}
+	// A request sent while a blocking query waits (pipelined) is neither lost nor
+	// taken for a hang-up: both are answered, in order.
+	if _, err := io.WriteString(conn, "GET /v1/kv/watched?index="+idx+"&wait=100ms HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the query to block", func() bool { return testutil.ToFloat64(s.metrics.blocking) == 1 })
+	resp, _ = rawRequest(t, conn, br, "PUT /v1/kv/pipelined HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("pipelined: first answer %d, want the blocking query's 404", resp.StatusCode)
+	}
+	resp, body = readAnswer(t, br, "PUT")
+	if resp.StatusCode != http.StatusOK || body != "true" {
+		t.Fatalf("pipelined: second answer %d %q", resp.StatusCode, body)
 	}
 }
 

@@ -133,8 +133,8 @@ type Server struct {
 	registry *prometheus.Registry
 	metrics  *metrics
 	handler  http.Handler
-	// fast serves HTTP/1.1 on the API listener; srv serves HTTP/2 (h2c) there and
-	// the requests other agents forward over the server port (ServeOn).
+	// fast serves HTTP/1.1 on the API listener and the requests other agents forward
+	// over the server port (ServeOn); srv serves HTTP/2 (h2c) on the API listener.
 	fast  *fasthttp.Server
 	srv   *http.Server
 	ln    net.Listener
@@ -172,6 +172,7 @@ func New(cfg Config, backend Backend, registry *prometheus.Registry, logger *slo
 	}
 	s.metrics = m
 	s.handler = s.middleware(http.HandlerFunc(s.route))
+	s.fast = s.newFastServer()
 	return s, nil
 }
 
@@ -321,10 +322,8 @@ func (s *Server) Start() error {
 	// connection, so a process with thousands of watches holds one connection, not
 	// thousands. It is not faster: Go's HTTP/2 costs more per request than HTTP/1.1.
 	var protocols http.Protocols
-	protocols.SetHTTP1(true) // requests forwarded over the server port (ServeOn)
 	protocols.SetUnencryptedHTTP2(true)
 	s.srv.Protocols = &protocols
-	s.fast = s.newFastServer()
 	s.split = newSplitListener(s.ln)
 	go func() {
 		if err := s.fast.Serve(s.split.h1); err != nil && !errors.Is(err, net.ErrClosed) {
@@ -343,8 +342,8 @@ func (s *Server) Start() error {
 // ServeOn serves the API on another listener too (forwarded requests arriving over the
 // server port); it returns when the listener closes.
 func (s *Server) ServeOn(ln net.Listener) error {
-	err := s.srv.Serve(ln)
-	if errors.Is(err, http.ErrServerClosed) {
+	err := s.fast.Serve(readAheadListener{ln})
+	if err == nil || errors.Is(err, net.ErrClosed) || s.stopping() {
 		return nil
 	}
 	return err
@@ -365,10 +364,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.srv == nil {
 		return nil
 	}
-	var ferr error
-	if s.fast != nil {
+	if s.split != nil {
 		s.split.Close() // no new connections, of either protocol
-		ferr = s.fast.ShutdownWithContext(ctx)
 	}
+	ferr := s.fast.ShutdownWithContext(ctx)
 	return errors.Join(ferr, s.srv.Shutdown(ctx))
 }
