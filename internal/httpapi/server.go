@@ -361,12 +361,12 @@ func (s *Server) Addr() string {
 // until ctx ends. Blocking queries are ended early (they answer with current data).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() { close(s.stopCh) })
-	if s.srv == nil {
-		return nil
-	}
 	if s.split != nil {
 		s.split.Close() // no new connections, of either protocol
 	}
 	ferr := s.fast.ShutdownWithContext(ctx)
+	if s.srv == nil { // never started; ServeOn alone uses only fast
+		return ferr
+	}
 	return errors.Join(ferr, s.srv.Shutdown(ctx))
 }
