@@ -66,13 +66,18 @@ func testAcknowledgedWritesSurviveSIGKILL(t *testing.T, engine string) {
 				}
 			}(w)
 		}
-		// Kill mid-stream once enough writes are acknowledged.
+		// Kill mid-stream once enough writes are acknowledged and a snapshot is on
+		// disk, so that every restart recovers from a snapshot plus the log's tail
+		// (a fast server can reach 800 writes before its first snapshot check).
 		deadline := time.Now().Add(20 * time.Second)
-		for n.Load() < 800 && time.Now().Before(deadline) {
+		for (n.Load() < 800 || len(snapshotsOnDisk(dir)) == 0) && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		if n.Load() < 800 {
 			t.Fatalf("round %d: only %d writes acknowledged in 20s", round, n.Load())
+		}
+		if len(snapshotsOnDisk(dir)) == 0 {
+			t.Fatalf("round %d: no snapshot on disk after %d writes and 20s", round, n.Load())
 		}
 		srv.kill()
 		close(stop)
@@ -102,19 +107,25 @@ func testAcknowledgedWritesSurviveSIGKILL(t *testing.T, engine string) {
 		lastIndex = meta.LastIndex
 	}
 	// Snapshots were taken and old ones pruned (retain 2), so the data dir is bounded.
-	all, _ := filepath.Glob(filepath.Join(dir, "raft", "snapshots", "*"))
-	var snaps []string
-	for _, s := range all {
-		if !strings.HasSuffix(s, ".tmp") { // one may be in progress right now
-			snaps = append(snaps, s)
-		}
-	}
-	if len(snaps) == 0 || len(snaps) > 2 {
-		t.Fatalf("%d snapshots on disk, want 1..2: %v", len(snaps), all)
+	if snaps := snapshotsOnDisk(dir); len(snaps) == 0 || len(snaps) > 2 {
+		t.Fatalf("%d snapshots on disk, want 1..2: %v", len(snaps), snaps)
 	}
 	if err := srv.stop(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// snapshotsOnDisk lists the finished snapshots in a server's data dir (one may be in
+// progress, as a .tmp directory).
+func snapshotsOnDisk(dir string) []string {
+	all, _ := filepath.Glob(filepath.Join(dir, "raft", "snapshots", "*"))
+	var snaps []string
+	for _, s := range all {
+		if !strings.HasSuffix(s, ".tmp") {
+			snaps = append(snaps, s)
+		}
+	}
+	return snaps
 }
 
 // kvPut writes with the raw client call and reports the server's true/false answer.
