@@ -14,7 +14,7 @@ import (
 // BenchmarkServeFast is one request through the fasthttp adaptor and the API's
 // handlers, without the network: what the API's own code costs per request.
 func BenchmarkServeFast(b *testing.B) {
-	s, _ := newTestServer(&testing.T{}, &fakeBackend{})
+	s, _ := newTestServer(b, &fakeBackend{})
 	tx := s.backend.Store().WriteTxn()
 	for i := range 20 {
 		node := string(rune('a'+i)) + "-node"

@@ -48,7 +48,7 @@ func (f *fakeBackend) Forward(http.ResponseWriter, *http.Request) {
 	panic("fake backend never forwards")
 }
 
-func newTestServer(t *testing.T, b *fakeBackend) (*Server, *prometheus.Registry) {
+func newTestServer(t testing.TB, b *fakeBackend) (*Server, *prometheus.Registry) {
 	t.Helper()
 	st, err := state.New()
 	if err != nil {
