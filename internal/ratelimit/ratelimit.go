@@ -19,9 +19,9 @@
 // []byte key straight from fasthttp). MaxKeys bounds the slots: a new key past the
 // bound reuses the slot of a full bucket (a full bucket and no bucket admit the same
 // requests, so nothing is lost) found by a clock hand sampling a few slots, or, when
-// all sampled buckets are in use, of the one closest to full, so that an attacker
-// spraying keys evicts its own one-request buckets and not a heavy client's drained
-// one.
+// all sampled buckets are in use, of the one closest to full (then the least used),
+// so that an attacker spraying keys evicts its own one-request buckets and not a
+// heavy client's drained one.
 //
 // A cluster of gateways shares a limit by giving each the share 1/N of it
 // ([Config.Share], [Limiter.SetShare]). A change of share keeps each bucket's token
@@ -76,9 +76,10 @@ type shardState struct {
 }
 
 type slot struct {
-	key string
-	tat int64   // theoretical arrival time, ns since epoch
-	p   *params // the params tat was computed with
+	key  string
+	tat  int64   // theoretical arrival time, ns since epoch
+	p    *params // the params tat was computed with
+	uses uint32  // requests since stored, halved each time the clock hand passes
 }
 
 // New returns a limiter with no buckets. It takes cfg by value, and panics if cfg does
@@ -179,6 +180,9 @@ func (l *Limiter) allow(key string, volatile bool) (ok bool, limit, remaining in
 		i = s.insert(key, now, p)
 	}
 	sl := &s.slots[i]
+	if sl.uses < math.MaxUint32 {
+		sl.uses++
+	}
 	if sl.p != p {
 		sl.rescale(now, p)
 	}
@@ -223,23 +227,28 @@ func (s *shard) insert(key string, now int64, p *params) int32 {
 	return int32(i)
 }
 
-// victim picks the slot to reuse: the first full bucket among the next evictSample
-// slots from the clock hand, or else the one of them that is closest to full (whose
-// loss hands its key the fewest extra tokens).
+// victim picks the slot to reuse among the next evictSample slots from the clock
+// hand: the first full bucket (its loss changes nothing), or else the one closest to
+// full (whose loss hands its key the fewest extra tokens) and, among equally full
+// ones, the least used. Use counts are halved as the hand passes, so they measure
+// recent use: when every sampled bucket is drained, a key that keeps sending keeps
+// its bucket and one that sent a few times loses it.
 func (s *shard) victim(now int64) int {
-	best, bestTAT := -1, int64(math.MaxInt64)
+	best, bestUses, bestTAT := -1, uint32(math.MaxUint32), int64(math.MaxInt64)
 	for range min(evictSample, len(s.slots)) {
 		i := s.hand
 		s.hand++
 		if s.hand == len(s.slots) {
 			s.hand = 0
 		}
-		tat := s.slots[i].tat
-		if tat <= now {
+		sl := &s.slots[i]
+		if sl.tat <= now {
 			return i
 		}
-		if tat < bestTAT {
-			best, bestTAT = i, tat
+		uses := sl.uses
+		sl.uses >>= 1
+		if sl.tat < bestTAT || (sl.tat == bestTAT && uses < bestUses) {
+			best, bestUses, bestTAT = i, uses, sl.tat
 		}
 	}
 	return best

@@ -457,3 +457,41 @@ func BenchmarkAllow(b *testing.B) {
 		})
 	})
 }
+
+// TestVictim checks the eviction choice within a shard: a full bucket first, else the
+// one closest to full, and among equally drained buckets the least used (without the
+// last rule a concurrently hammered key lost its drained bucket to a tie and got a
+// fresh burst).
+func TestVictim(t *testing.T) {
+	const now = 1000
+	type sl struct {
+		tat  int64
+		uses uint32
+	}
+	tests := []struct {
+		name  string
+		slots []sl
+		want  int
+	}{
+		{"full bucket first", []sl{{1100, 1}, {now, 500}, {1050, 1}}, 1},
+		{"closest to full", []sl{{1100, 1}, {1050, 900}, {1100, 1}}, 1},
+		{"tie: least used", []sl{{1100, 900}, {1100, 2}, {1100, 5}}, 1},
+		{"tie: first of the least used", []sl{{1100, 900}, {1100, 3}, {1100, 3}}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var s shard
+			for _, x := range tt.slots {
+				s.slots = append(s.slots, slot{tat: x.tat, uses: x.uses})
+			}
+			if got := s.victim(now); got != tt.want {
+				t.Fatalf("victim = %d, want %d", got, tt.want)
+			}
+			for i, x := range tt.slots {
+				if i < tt.want && s.slots[i].uses != x.uses/2 {
+					t.Fatalf("slot %d passed by the hand kept %d uses, want %d", i, s.slots[i].uses, x.uses/2)
+				}
+			}
+		})
+	}
+}
