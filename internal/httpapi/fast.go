@@ -30,11 +30,12 @@ import (
 // sniffing of an answer without one, and a context that ends when a client hangs up
 // during a blocking query.
 
-// fastBufferedBody is the largest request body fasthttp holds in memory; a larger one
-// is read by the handler as it arrives, and every handler applies its own limit (a
-// snapshot being restored is not held in memory; a KV value announced as too large
-// is refused after fasthttp's first 8 KiB, not read whole).
-const fastBufferedBody = 64 << 10
+// fastBufferedBody is the largest request body fasthttp reads whole before it calls
+// the handler; a larger one (a snapshot being restored) is read by the handler as it
+// arrives, and every handler applies its own limit. It is above every limit but the
+// snapshot's (KV values and transactions: 512 KiB), so a too-large value is refused
+// after it was read and the client, still writing, is not reset mid-request.
+const fastBufferedBody = 1 << 20
 
 // fastHeaderBytes bounds the request line and headers (fasthttp's read buffer).
 // Consul's clients send well under 1 KiB; a long ?filter= fits.
@@ -133,9 +134,11 @@ func (s *Server) serveFast(ctx *fasthttp.RequestCtx) {
 		n := len(vals)
 		hdr[key] = vals[n-1 : n : n]
 	}
+	var stream io.Reader
 	if ctx.Request.IsBodyStream() {
 		// fasthttp streams every body past its first 8 KiB, which it has read.
-		r.Body = io.NopCloser(ctx.RequestBodyStream())
+		stream = ctx.RequestBodyStream()
+		r.Body = io.NopCloser(stream)
 		r.ContentLength = int64(ctx.Request.Header.ContentLength())
 		if r.ContentLength < 0 {
 			r.ContentLength = -1
@@ -179,6 +182,15 @@ func (s *Server) serveFast(ctx *fasthttp.RequestCtx) {
 			ctx.SetConnectionClose()
 			ctx.Conn().Close()
 		} else {
+			if stream != nil && r.ContentLength <= fastBufferedBody {
+				// A handler that refused a body unread (413) leaves it on the wire;
+				// fasthttp drains only 256 KiB and otherwise closes, and a client still
+				// writing then gets a reset instead of the answer. Read what is left
+				// of a body of up to 1 MiB, for at most a few seconds (a larger one
+				// announced too large is answered at once, and the connection closed).
+				ctx.Conn().SetReadDeadline(time.Now().Add(5 * time.Second))
+				io.Copy(io.Discard, io.LimitReader(stream, fastBufferedBody))
+			}
 			w.finish()
 		}
 		clear(hdr)
