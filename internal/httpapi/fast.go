@@ -373,30 +373,20 @@ func (l readAheadListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &readAheadConn{Conn: c}, nil
+	return &readAheadConn{prefixConn: prefixConn{Conn: c}}, nil
 }
 
 // readAheadConn notices a hang-up by reading one byte ahead while a request is being
-// served, as net/http does; a byte that arrives (a pipelined request) is kept and
-// handed to the next Read. Only the watch goroutine and, after it ended, the HTTP
-// server read, so ahead needs no lock.
+// served, as net/http does; a byte that arrives (a pipelined request) is kept in pre
+// and handed to the next Read. Only the watch goroutine and, after it ended, the HTTP
+// server read, so pre needs no lock.
 type readAheadConn struct {
-	net.Conn
-	ahead []byte
-	buf   [1]byte
-}
-
-func (c *readAheadConn) Read(b []byte) (int, error) {
-	if len(c.ahead) > 0 {
-		n := copy(b, c.ahead)
-		c.ahead = c.ahead[n:]
-		return n, nil
-	}
-	return c.Conn.Read(b)
+	prefixConn
+	buf [1]byte
 }
 
 func (c *readAheadConn) watchHangup(cancel context.CancelFunc) (stop func()) {
-	if len(c.ahead) > 0 {
+	if len(c.pre) > 0 {
 		return func() {} // a request is already waiting: not a hang-up
 	}
 	c.Conn.SetReadDeadline(time.Time{})
@@ -405,7 +395,7 @@ func (c *readAheadConn) watchHangup(cancel context.CancelFunc) (stop func()) {
 		defer close(done)
 		n, err := c.Conn.Read(c.buf[:])
 		if n > 0 {
-			c.ahead = c.buf[:n]
+			c.pre = c.buf[:n]
 			return
 		}
 		var ne net.Error
