@@ -95,10 +95,10 @@ stop_members() {
 # put_ok ADDR checks that a write through the agent at ADDR is acknowledged.
 put_ok() { curl -fsS -m 2 -X PUT --data x "http://$1/v1/kv/cluster-bench-ready" | grep -q true; }
 
-# start_wolke NAME starts three durable wolke servers under $tmp/c-NAME and waits until a
-# write succeeds through each of them.
+# start_wolke NAME [BINARY] starts three durable wolke servers (of BINARY, by default the
+# one built) under $tmp/c-NAME and waits until a write succeeds through each of them.
 start_wolke() {
-	local name=$1 i serf1=""
+	local name=$1 bin=${2:-$tmp/wolke} i serf1=""
 	wolke_http=() wolke_rpc=() wolke_pid=()
 	for i in 0 1 2; do
 		local dir="$tmp/c-$name/s$((i + 1))" http rpc serf
@@ -107,7 +107,7 @@ start_wolke() {
 		local join=()
 		if ((i > 0)); then join=(-retry-join "127.0.0.1:$serf1" -retry-interval 1s); else serf1=$serf; fi
 		# shellcheck disable=SC2086 # WOLKE_FLAGS is a list of flags
-		"$tmp/wolke" agent -server -bootstrap-expect "$MEMBERS" -data-dir "$dir/data" -node "s$((i + 1))" \
+		"$bin" agent -server -bootstrap-expect "$MEMBERS" -data-dir "$dir/data" -node "s$((i + 1))" \
 			-bind 127.0.0.1 -server-port "$rpc" -serf-port "$serf" -http-addr "127.0.0.1:$http" -dns-addr= \
 			"${join[@]}" $WOLKE_FLAGS >"$dir/log" 2>&1 &
 		pids+=($!)

@@ -17,6 +17,8 @@
 #   DURATION=10s   measured time per round          WARMUP=2s   unmeasured time before it
 #   CONCURRENCY="16 64 256"                         KEYS=10000  key space
 #   SYSTEMS="wolke etcd"  which systems to run      ETCD_CONNS=1  etcd clients (each balances)
+#                  (wolke-base: a second wolke cluster built from git ref BASE_REF, for A/B)
+#   WORKLOADS="put get"
 #   ROUNDS=1       interleaved rounds per benchmark; the table shows the median round
 #   RESULTS=FILE   also keep the JSON results (one line per round) in FILE
 #   WOLKE_FLAGS    extra flags for every wolke agent (for example -enable-debug)
@@ -28,6 +30,8 @@ CONCURRENCY=${CONCURRENCY:-"16 64 256"}
 KEYS=${KEYS:-10000}
 ROUNDS=${ROUNDS:-1}
 SYSTEMS=${SYSTEMS:-"wolke etcd"}
+WORKLOADS=${WORKLOADS:-"put get"}
+BASE_REF=${BASE_REF:-HEAD}
 ETCD_CONNS=${ETCD_CONNS:-1}
 VALUE_SIZE=256
 
@@ -48,7 +52,16 @@ if has etcd; then
 fi
 if has wolke; then
 	start_wolke wolke
-	log "$("$tmp/wolke" version): 3 servers on $wolke_addrs"
+	wolke_cluster=$wolke_addrs
+	log "$("$tmp/wolke" version): 3 servers on $wolke_cluster"
+fi
+if has wolke-base; then
+	mkdir -p "$tmp/base-src"
+	git -C "$root" archive "$BASE_REF" | tar -x -C "$tmp/base-src"
+	(cd "$tmp/base-src" && go build -o "$tmp/wolke-base" ./cmd/wolke)
+	start_wolke wolke-base "$tmp/wolke-base"
+	base_cluster=$wolke_addrs
+	log "wolke-base ($BASE_REF, $(git -C "$root" rev-parse --short "$BASE_REF")): 3 servers on $base_cluster"
 fi
 
 results="$tmp/results.jsonl"
@@ -67,7 +80,8 @@ round() {
 	log "$system $workload c=$c"
 	local out status=0
 	case $system in
-	wolke) out=$("$tmp/wolke" bench kv -http-addr "$wolke_addrs" "${args[@]}" 2>>"$tmp/bench.log") || status=$? ;;
+	wolke) out=$("$tmp/wolke" bench kv -http-addr "$wolke_cluster" "${args[@]}" 2>>"$tmp/bench.log") || status=$? ;;
+	wolke-base) out=$("$tmp/wolke" bench kv -http-addr "$base_cluster" "${args[@]}" 2>>"$tmp/bench.log") || status=$? ;;
 	etcd) out=$("$tmp/bench-etcd" kv -endpoints "$etcd_addrs" -conns "$ETCD_CONNS" "${args[@]}" 2>>"$tmp/bench.log") || status=$? ;;
 	esac
 	if [[ -n $out ]]; then
@@ -80,8 +94,9 @@ round() {
 
 for c in $CONCURRENCY; do
 	for _ in $(seq "$ROUNDS"); do
-		for workload in put get; do
+		for workload in $WORKLOADS; do
 			has wolke && round wolke "$workload" "$c"
+			has wolke-base && round wolke-base "$workload" "$c"
 			has etcd && round etcd "$workload" "$c"
 		done
 	done

@@ -44,6 +44,9 @@ type Agent struct {
 	mux *rpc.Mux
 	// forwarder passes requests to the leader (or, from a client, to a server).
 	forwarder *rpc.Forwarder
+	// calls passes a follower's encoded commands to the leader (applycall.go).
+	calls       *rpc.CallPool
+	callMetrics *callMetrics
 	pool      *membership.Pool
 	// events holds the user events this agent received (events.go).
 	events *eventlog.Log
@@ -168,6 +171,8 @@ func (a *Agent) start() error {
 			return err
 		}
 		a.mux = mux
+		a.calls = rpc.NewCallPool(2 * time.Second)
+		a.callMetrics = newCallMetrics(a.registry)
 		serverPort = mux.Addr().(*net.TCPAddr).Port
 		advertise := &net.TCPAddr{IP: net.ParseIP(a.advertiseIP()), Port: serverPort}
 
@@ -187,6 +192,7 @@ func (a *Agent) start() error {
 			return err
 		}
 		a.node = node
+		mux.HandleCalls(a.serveCall)
 	}
 
 	api, err := httpapi.New(a.cfg.HTTP, a, a.registry, a.logger)
@@ -408,6 +414,9 @@ func (a *Agent) shutdown(ctx context.Context) error {
 	if a.forwarder != nil {
 		a.forwarder.Close()
 	}
+	if a.calls != nil {
+		a.calls.Close()
+	}
 	// Raft before the server port: Raft then knows the port's listener closing is its
 	// own shutdown, not an error.
 	if a.node != nil {
@@ -449,18 +458,6 @@ func (a *Agent) waitLeader(ctx context.Context) error {
 			}
 		}
 	}
-}
-
-// Apply implements httpapi.Backend. Requests reach it only on the leader (the API
-// forwards them otherwise), so it waits only out this server's own barrier.
-func (a *Agent) Apply(ctx context.Context, cmd []byte) (any, uint64, error) {
-	if a.node == nil {
-		return nil, 0, consensus.ErrNoLeader
-	}
-	if err := a.waitLeader(ctx); err != nil {
-		return nil, 0, err
-	}
-	return a.node.Apply(ctx, cmd)
 }
 
 // ReadBarrier implements httpapi.Backend.

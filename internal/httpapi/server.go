@@ -40,6 +40,10 @@ type Backend interface {
 	// that must answer and copies that answer back.
 	Local(write bool, mode Consistency) bool
 	Forward(w http.ResponseWriter, r *http.Request)
+	// CanApply reports whether Apply works from here even when Local says no: a
+	// follower that passes the encoded command to the leader. A write that needs
+	// nothing but Apply is then handled here, and only its command travels.
+	CanApply(ctx context.Context) bool
 }
 
 // LeaderInfo feeds X-Consul-KnownLeader, X-Consul-LastContact and /v1/status/leader.
@@ -185,12 +189,12 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
 	switch {
 	case strings.HasPrefix(p, "/v1/kv/"):
-		if s.forwarded(w, r) {
+		if s.kvForwarded(w, r) {
 			return
 		}
 		s.kv(w, r, p[len("/v1/kv/"):])
 	case p == "/v1/kv":
-		if s.forwarded(w, r) {
+		if s.kvForwarded(w, r) {
 			return
 		}
 		s.kv(w, r, "")
@@ -277,6 +281,15 @@ func (s *Server) forwarded(w http.ResponseWriter, r *http.Request) bool {
 		}
 	}
 	return s.forwardedAs(w, r, write, mode)
+}
+
+// kvForwarded is forwarded for the KV endpoint, whose writes read no state before
+// they apply: a follower that can pass commands to the leader handles them itself.
+func (s *Server) kvForwarded(w http.ResponseWriter, r *http.Request) bool {
+	if (r.Method == http.MethodPut || r.Method == http.MethodDelete) && s.backend.CanApply(r.Context()) {
+		return false
+	}
+	return s.forwarded(w, r)
 }
 
 // forwardedAs is forwarded with the request's kind decided by the caller.

@@ -44,6 +44,7 @@ func (f *fakeBackend) LeaderInfo() LeaderInfo               { return LeaderInfo{
 func (f *fakeBackend) Servers() ([]consensus.Server, error) { return nil, nil }
 func (f *fakeBackend) Self() Self                           { return Self{} }
 func (f *fakeBackend) Local(bool, Consistency) bool         { return true }
+func (f *fakeBackend) CanApply(context.Context) bool        { return true }
 func (f *fakeBackend) Forward(http.ResponseWriter, *http.Request) {
 	panic("fake backend never forwards")
 }

@@ -1,8 +1,9 @@
 // Package rpc is the server-to-server port (8300 by default). One TCP listener carries
-// two protocols, told apart by the first byte of each connection, the way Consul
-// multiplexes its server port: Raft's own transport, and forwarded API requests, which
+// three protocols, told apart by the first byte of each connection, the way Consul
+// multiplexes its server port: Raft's own transport; forwarded API requests, which
 // travel as HTTP/1.1 over yamux streams so that one TCP connection per peer carries any
-// number of concurrent requests.
+// number of concurrent requests; and pipelined calls (call.go), which carry encoded
+// Raft commands from followers to the leader.
 package rpc
 
 import (
@@ -13,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -23,6 +25,7 @@ import (
 const (
 	protoRaft    byte = 0x01
 	protoForward byte = 0x02
+	protoCall    byte = 0x03
 )
 
 // ErrClosed is returned once the mux is shut down.
@@ -33,6 +36,7 @@ type Mux struct {
 	ln      net.Listener
 	raft    *connQueue
 	forward *connQueue
+	calls   atomic.Pointer[CallHandler]
 	logger  *slog.Logger
 
 	closeOnce sync.Once
@@ -143,6 +147,13 @@ func (m *Mux) handshake(c net.Conn) {
 				return
 			}
 		}
+	case protoCall:
+		h := m.calls.Load()
+		if h == nil {
+			c.Close()
+			return
+		}
+		m.serveCalls(c, *h)
 	default:
 		m.logger.Warn("unknown protocol on server port", "byte", b[0], "remote", c.RemoteAddr().String())
 		c.Close()
