@@ -47,7 +47,7 @@ type Agent struct {
 	// calls passes a follower's encoded commands to the leader (applycall.go).
 	calls       *rpc.CallPool
 	callMetrics *callMetrics
-	pool      *membership.Pool
+	pool        *membership.Pool
 	// events holds the user events this agent received (events.go).
 	events *eventlog.Log
 
