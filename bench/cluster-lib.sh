@@ -17,17 +17,6 @@ WOLKE_FLAGS=${WOLKE_FLAGS:-}
 
 pids=()
 
-cleanup() {
-	local pid
-	for pid in "${pids[@]}"; do
-		kill "$pid" 2>/dev/null || true
-	done
-	for pid in "${pids[@]}"; do
-		{ wait "$pid"; } 2>/dev/null || true
-	done
-	rm -rf "$tmp"
-}
-
 log() { echo "$me: $*" >&2; }
 
 # loadavg prints the 1, 5 and 15 minute load averages: other work on the machine

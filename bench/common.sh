@@ -10,7 +10,11 @@ cleanup() {
 	for pid in "${pids[@]}"; do
 		wait "$pid" 2>/dev/null || true
 	done
-	rm -rf "$tmp"
+	if [[ -n ${KEEP:-} ]]; then
+		echo "kept $tmp (KEEP is set)" >&2
+	else
+		rm -rf "$tmp"
+	fi
 }
 
 # free_port prints a loopback port that nothing listens on and that no earlier call

@@ -16,6 +16,7 @@
 # Settings from the environment:
 #   TRIALS=5  DURATION=15s  KILL_AT=5 (seconds into the measured run)  WRITERS=16
 #   SYSTEMS="wolke etcd"    WOLKE_FLAGS  extra flags for every wolke agent
+#   KEEP=1    keep the data dirs and logs (the path is printed at the end)
 set -euo pipefail
 
 TRIALS=${TRIALS:-5}
@@ -82,7 +83,7 @@ trial() {
 	} 2>/dev/null || true
 	wait "$bench" || log "$system trial $n: bench exited with $?: $(tail -1 "$tmp/bench.log")"
 	stop_members "$bench" "${members[@]}"
-	rm -rf "$tmp/c-$name"
+	[[ -n ${KEEP:-} ]] || rm -rf "$tmp/c-$name"
 	local stall at errors ops
 	read -r stall at errors ops < <(jq -r '[(.longest_stall_ns / 1e6 | floor), (.longest_stall_at_ns / 1e6 | floor), .errors, .ops] | @tsv' "$out")
 	log "$system trial $n: killed member $((leader + 1)) (the leader) $(secs "$killed_at")s after the bench started" \
