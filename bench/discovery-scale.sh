@@ -20,10 +20,6 @@
 # generator's take turns on both cores and the scheduler's choices enter the tail.
 # The agent's Go runtime then sizes itself to its one CPU (GOMAXPROCS=1).
 #
-# LOAD_NICE=-10 runs the load generator at that nice level (negative: before the agent
-# whenever both want a CPU), so time the load generator spends waiting for a CPU with
-# an answer already in its socket is not counted as the agent's latency.
-#
 # RATES="10000 20000" adds rounds of `wolke bench catalog -rate R` for each R: an open
 # load of R requests/s over the C connections, latency counted from when each request
 # was due. The closed loops measure the agent saturated (latency there is queueing);
@@ -31,7 +27,7 @@
 #
 # Settings from the environment:
 #   INSTANCES=10000  NODES=500  C=64  DURATION=10  (seconds per round)  ROUNDS=3
-#   TOOLS="wolke wrk wrk-gzip hey"  PIN=0  RATES=""  LOAD_NICE=
+#   TOOLS="wolke wrk wrk-gzip hey"  PIN=0  RATES=""
 set -euo pipefail
 
 INSTANCES=${INSTANCES:-10000}
@@ -41,14 +37,10 @@ DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 TOOLS=${TOOLS:-"wolke wrk wrk-gzip hey"}
 PIN=${PIN:-0}
-LOAD_NICE=${LOAD_NICE:-}
 RATES=${RATES:-}
 server_cpu=() load_cpu=()
 if [[ $PIN == 1 ]]; then
 	server_cpu=(taskset -c 0) load_cpu=(taskset -c 1)
-fi
-if [[ -n $LOAD_NICE ]]; then
-	load_cpu+=(nice -n "$LOAD_NICE")
 fi
 
 root=$(cd "$(dirname "$0")/.." && pwd)
