@@ -93,46 +93,44 @@ func (s *Server) fastError(ctx *fasthttp.RequestCtx, err error) {
 
 // serveFast converts a fasthttp request into a net/http one and serves it.
 func (s *Server) serveFast(ctx *fasthttp.RequestCtx) {
-	rawURI := string(ctx.RequestURI())
-	u, err := url.ParseRequestURI(rawURI)
-	if err != nil {
+	fr := fastRequests.Get().(*fastRequest)
+	defer fr.release()
+	cs := connStringsOf(ctx)
+	rawURI := cs.uriOf(ctx.RequestURI())
+	if err := parseRequestURL(rawURI, &fr.url); err != nil {
 		s.fastError(ctx, fmt.Errorf("invalid request URI: %w", err))
 		return
 	}
-	hdr := headerPool.Get().(http.Header)
-	r := &http.Request{
+	r := &fr.req
+	*r = http.Request{
 		Method:     methodString(ctx.Method()),
-		URL:        u,
+		URL:        &fr.url,
 		RequestURI: rawURI,
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
-		Header:     hdr,
-		Host:       string(ctx.Host()),
+		Header:     fr.header,
+		Host:       cs.hostOf(ctx.Host()),
+		RemoteAddr: cs.remoteOf(ctx),
 	}
-	if pc, ok := ctx.Conn().(*prefixConn); ok {
-		r.RemoteAddr = pc.remote
-	} else {
-		r.RemoteAddr = ctx.RemoteAddr().String()
-	}
+	// The query, parsed here as url.ParseQuery would into a pooled map, is what
+	// queryOf returns.
+	r.Form = fr.parseQuery(fr.url.RawQuery)
 	if !ctx.Request.Header.IsHTTP11() {
 		r.Proto, r.ProtoMinor = "HTTP/1.0", 0
 	}
-	// One backing array for all values; each header's slice is capped at its own
-	// element, so a second value of the same name or a later Add copies out.
-	vals := make([]string, 0, ctx.Request.Header.Len())
+	hdr := fr.header
 	for k, v := range ctx.Request.Header.All() {
 		key := headerKey(k)
 		if key == "Host" {
 			continue // in r.Host, as net/http does
 		}
+		val := cs.valueOf(key, v)
 		if prev, ok := hdr[key]; ok {
-			hdr[key] = append(prev, string(v))
+			hdr[key] = append(prev, val)
 			continue
 		}
-		vals = append(vals, string(v))
-		n := len(vals)
-		hdr[key] = vals[n-1 : n : n]
+		hdr[key] = fr.hslots.take(val)
 	}
 	var stream io.Reader
 	if ctx.Request.IsBodyStream() {
@@ -150,7 +148,7 @@ func (s *Server) serveFast(ctx *fasthttp.RequestCtx) {
 			ctx.Conn().SetReadDeadline(time.Time{})
 		}
 	} else if body := ctx.Request.Body(); len(body) > 0 {
-		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.Body = fr.bodyOf(body)
 		r.ContentLength = int64(len(body))
 	} else {
 		r.Body = http.NoBody
@@ -193,8 +191,6 @@ func (s *Server) serveFast(ctx *fasthttp.RequestCtx) {
 			}
 			w.finish()
 		}
-		clear(hdr)
-		headerPool.Put(hdr)
 		clear(w.header)
 		headerPool.Put(w.header)
 		w.ctx, w.header = nil, nil
@@ -204,8 +200,11 @@ func (s *Server) serveFast(ctx *fasthttp.RequestCtx) {
 }
 
 var (
-	headerPool  = sync.Pool{New: func() any { return make(http.Header, 8) }}
-	fastWriters = sync.Pool{New: func() any { return new(fastWriter) }}
+	headerPool   = sync.Pool{New: func() any { return make(http.Header, 8) }}
+	fastWriters  = sync.Pool{New: func() any { return new(fastWriter) }}
+	fastRequests = sync.Pool{New: func() any {
+		return &fastRequest{header: make(http.Header, 8), form: make(url.Values, 4)}
+	}}
 )
 
 // methodString returns the method without allocating for the common ones.

@@ -59,7 +59,7 @@ func (s *splitListener) sort(c net.Conn) {
 		c.Close()
 		return
 	}
-	pc := &prefixConn{Conn: c, pre: append([]byte(nil), buf[:n]...), remote: c.RemoteAddr().String()}
+	pc := &prefixConn{Conn: c, pre: append([]byte(nil), buf[:n]...)}
 	if bytes.Equal(buf[:n], h2Preface) {
 		s.h2.push(pc)
 	} else {
@@ -123,9 +123,11 @@ func (q *queueListener) Addr() net.Addr { return q.addr }
 // prefixConn gives back the bytes read to sort the connection before the rest.
 type prefixConn struct {
 	net.Conn
-	pre    []byte
-	remote string // RemoteAddr().String(), formatted once rather than per request
+	pre  []byte
+	strs connStrings // serveFast's strings of this connection's requests
 }
+
+func (c *prefixConn) connStrings() *connStrings { return &c.strs }
 
 func (c *prefixConn) Read(b []byte) (int, error) {
 	if len(c.pre) > 0 {
