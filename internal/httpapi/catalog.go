@@ -444,8 +444,18 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request, rest string) {
 		key := strings.ToLower(arg) + "\x00" + strings.Join(tags, "\x00") + "\x00" + strconv.FormatBool(passing) + "\x00" + q.Get("filter")
 		var answer *sharedEntry
 		err = s.blockingRead(w, r, func(ws *state.WatchSet) (uint64, error) {
+			// Read before the state, so an answer is never marked current as of a
+			// count later than what it saw.
+			commits := store.Commits()
+			if ws == nil { // not blocking: nothing to watch
+				if e, ok := s.shared.current(key, commits); ok {
+					answer = e
+					return e.index, nil
+				}
+			}
 			if idx := store.ServiceIndex(ws, arg); idx > 0 {
 				if e, ok := s.shared.get(key, idx); ok {
+					e.commits.Store(commits)
 					answer = e
 					return idx, nil
 				}
@@ -468,6 +478,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request, rest string) {
 				return idx, merr
 			}
 			answer = s.shared.put(key, idx, b)
+			answer.commits.Store(commits)
 			return idx, nil
 		})
 		if err == nil {

@@ -153,3 +153,52 @@ func TestHealthServiceAnswersAreShared(t *testing.T) {
 		t.Fatalf("tagged read: %q", rec.Body.String())
 	}
 }
+
+// TestSharedHealthAnswerFollowsEveryCommit: a non-blocking read reuses the shared
+// answer only while no write has been committed since it was computed, so a write
+// that changes the service (or a snapshot restore) is seen by the very next read.
+func TestSharedHealthAnswerFollowsEveryCommit(t *testing.T) {
+	s, _ := newTestServer(t, &fakeBackend{})
+	st := s.backend.Store()
+	register := func(idx uint64, node string, port int) {
+		t.Helper()
+		tx := st.WriteTxn()
+		if err := tx.CatalogRegister(idx, &state.RegisterRequest{Node: state.Node{Node: node, Address: "10.0.0.1"},
+			Service: &state.Service{ID: "web", Service: "web", Port: port}}); err != nil {
+			t.Fatal(err)
+		}
+		tx.Commit()
+	}
+	read := func() (string, string) {
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/v1/health/service/web", nil))
+		if rec.Code != 200 {
+			t.Fatalf("read: %d %s", rec.Code, rec.Body)
+		}
+		return rec.Header().Get("X-Consul-Index"), rec.Body.String()
+	}
+	register(5, "n1", 80)
+	read()
+	if idx, body := read(); idx != "5" || strings.Count(body, `"Port":80`) != 1 {
+		t.Fatalf("index %s, body %s", idx, body)
+	}
+	register(6, "n1", 81) // the same instance, changed
+	if idx, body := read(); idx != "6" || !strings.Contains(body, `"Port":81`) {
+		t.Fatalf("after a change: index %s, body %s", idx, body)
+	}
+	register(7, "n2", 82) // a second instance
+	if idx, body := read(); idx != "7" || !strings.Contains(body, `"Port":82`) {
+		t.Fatalf("after a registration: index %s, body %s", idx, body)
+	}
+	// A commit that does not touch the service keeps the answer, but it is checked
+	// against the service's index rather than reused blindly.
+	tx := st.WriteTxn()
+	if err := tx.KVSet(8, &state.KVEntry{Key: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	tx.Commit()
+	hits := s.shared.hits
+	if idx, _ := read(); idx != "7" || s.shared.hits != hits+1 {
+		t.Fatalf("after an unrelated write: index %s, hits %d -> %d", idx, hits, s.shared.hits)
+	}
+}

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"sync"
+	"sync/atomic"
 )
 
 // sharedResults keeps the last serialized answer of each distinct health query with
@@ -19,6 +20,10 @@ type sharedResults struct {
 type sharedEntry struct {
 	index uint64
 	body  []byte
+	// commits is the store's commit count at which the answer was last known to be
+	// current (state.Store.Commits); a non-blocking read that finds the count
+	// unchanged answers without opening a read transaction.
+	commits atomic.Uint64
 
 	gzOnce sync.Once
 	gz     []byte
@@ -46,6 +51,19 @@ func (c *sharedResults) get(key string, index uint64) (*sharedEntry, bool) {
 	defer c.mu.Unlock()
 	e, ok := c.entries[key]
 	if !ok || e.index != index {
+		return nil, false
+	}
+	c.hits++
+	return e, true
+}
+
+// current returns the entry for key if no write has been committed since it was last
+// known to be current.
+func (c *sharedResults) current(key string, commits uint64) (*sharedEntry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[key]
+	if !ok || e.commits.Load() != commits {
 		return nil, false
 	}
 	c.hits++

@@ -150,6 +150,7 @@ func (r *Restore) Index(ti TableIndex) error { return bumpIndex(r.tx, ti.Table, 
 func (r *Restore) Commit() {
 	r.tx.Commit()
 	old := r.s.cur.Swap(r.gen)
+	r.s.commits.Add(1)
 	close(old.abandonCh)
 	r.s.kvw.notifyAll()
 }

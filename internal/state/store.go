@@ -13,7 +13,16 @@ type Store struct {
 	cur       atomic.Pointer[generation]
 	kvw       *kvWatch
 	lockDelay *lockDelay
+	// commits counts write transactions made visible (and restores), counted after
+	// each became visible: a reader that sees the same count before and after it looked
+	// at something saw no write change it since.
+	commits atomic.Uint64
 }
+
+// Commits returns the number of write transactions (and snapshot restores) made
+// visible so far. An answer computed after Commits returned c is still current while
+// Commits returns c: caches check it instead of opening a read transaction.
+func (s *Store) Commits() uint64 { return s.commits.Load() }
 
 // generation is one memdb and the channel that closes when a snapshot restore replaces
 // it, so that blocking queries against the old data re-run against the new.
@@ -82,6 +91,7 @@ func (t *Txn) Commit() {
 	}
 	t.indexes = nil
 	t.tx.Commit()
+	t.s.commits.Add(1)
 	if len(t.keys) > 0 {
 		t.s.kvw.notify(t.keys)
 		t.keys = nil
