@@ -271,8 +271,7 @@ type callConn struct {
 	w    *frameWriter
 
 	mu      sync.Mutex
-	pending map[uint64]chan callResult
-	err     error // set once broken
+	pending map[uint64]chan callResult // nil once the connection broke
 }
 
 // Supported reports whether the server at addr accepts calls, connecting to it if
@@ -432,7 +431,6 @@ func (p *CallPool) read(cc *callConn) {
 	taken := cc.w.fail()
 	cc.w.stop()
 	cc.mu.Lock()
-	cc.err = err
 	pending := cc.pending
 	cc.pending = nil
 	cc.mu.Unlock()
