@@ -3,10 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"reflect"
-	"strings"
 	"testing"
 
 	"github.com/hashicorp/consul/api"
@@ -70,23 +67,6 @@ func TestApplyReplyRoundTrip(t *testing.T) {
 	}
 }
 
-// rawWrite sends a raw PUT or DELETE and returns status and body, to compare what a
-// follower answers with what the leader answers.
-func rawWrite(t *testing.T, a *Agent, method, path, body string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, "http://"+a.HTTPAddr()+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
 func TestFollowerKVWritesPassCommandsToLeader(t *testing.T) {
 	servers := startThreeServers(t, "fc")
 	leader := leaderOf(servers)
@@ -101,7 +81,7 @@ func TestFollowerKVWritesPassCommandsToLeader(t *testing.T) {
 	// A leader that does not accept calls (an older version) still gets the write,
 	// as a forwarded HTTP request.
 	leader.mux.HandleCalls(nil)
-	if code, body := rawWrite(t, followers[0], "PUT", "/v1/kv/old/1", "v1"); code != 200 || body != "true" {
+	if code, body := rawRequest(t, followers[0], "PUT", "/v1/kv/old/1", []byte("v1")); code != 200 || body != "true" {
 		t.Fatalf("put through a follower to a leader without calls: %d %q", code, body)
 	}
 	if served() != 0 {
@@ -122,11 +102,11 @@ func TestFollowerKVWritesPassCommandsToLeader(t *testing.T) {
 		{"PUT", "/v1/kv/new/2", "v1", 200, "true"},
 	}
 	for _, s := range steps {
-		code, body := rawWrite(t, f, s.method, s.path, s.body)
+		code, body := rawRequest(t, f, s.method, s.path, []byte(s.body))
 		if s.code == 0 {
 			// An error from the state machine: the follower must answer what the
 			// leader answers.
-			lc, lb := rawWrite(t, leader, s.method, s.path, s.body)
+			lc, lb := rawRequest(t, leader, s.method, s.path, []byte(s.body))
 			if code != lc || body != lb {
 				t.Fatalf("%s %s: follower %d %q, leader %d %q", s.method, s.path, code, body, lc, lb)
 			}

@@ -200,7 +200,13 @@ func TestSnapshotSaveRestoreIntoFreshCluster(t *testing.T) {
 // putSnapshot sends body to PUT /v1/snapshot and returns the status and answer.
 func putSnapshot(t testing.TB, a *Agent, body []byte) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPut, "http://"+a.HTTPAddr()+"/v1/snapshot", bytes.NewReader(body))
+	return rawRequest(t, a, http.MethodPut, "/v1/snapshot", body)
+}
+
+// rawRequest sends one request to a's HTTP API and returns the status and answer.
+func rawRequest(t testing.TB, a *Agent, method, path string, body []byte) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+a.HTTPAddr()+path, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
