@@ -122,6 +122,18 @@ func TestFollowerKVWritesPassCommandsToLeader(t *testing.T) {
 	if got := served(); got != float64(len(steps)) {
 		t.Fatalf("leader applied %v commands for followers, want %d", got, len(steps))
 	}
+	// Bad input is refused by the follower itself, as the leader refuses it, and
+	// nothing reaches the leader.
+	for _, path := range []string{"/v1/kv/new/2?cas=abc", "/v1/kv/new/2?flags=-1", "/v1/kv/"} {
+		code, body := rawRequest(t, f, "PUT", path, []byte("x"))
+		lc, lb := rawRequest(t, leader, "PUT", path, []byte("x"))
+		if code != 400 || code != lc || body != lb {
+			t.Fatalf("PUT %s: follower %d %q, leader %d %q, want the same 400", path, code, body, lc, lb)
+		}
+	}
+	if got := served(); got != float64(len(steps)) {
+		t.Fatalf("bad input reached the leader: %v commands applied, want %d", got, len(steps))
+	}
 	kv := clientFor(t, leader).KV()
 	for key, want := range map[string]string{"old/1": "v1", "new/2": "v1"} {
 		p, _, err := kv.Get(key, &api.QueryOptions{RequireConsistent: true})
