@@ -349,6 +349,12 @@ func TestWatchServicesAgainstTheAgent(t *testing.T) {
 func TestWatchNodesAgainstTheAgent(t *testing.T) {
 	kvClearEnv(t)
 	addr := startKVAgent(t)
+	// The dev agent registers its own node once it leads, after it accepts writes.
+	catalog := kvTestClient(t, addr).Catalog()
+	waitUntil(t, 10*time.Second, "the dev agent's node in the catalog", func() bool {
+		nodes, _, err := catalog.Nodes(nil)
+		return err == nil && len(nodes) == 1
+	})
 	out := mustCLI(t, "", "watch", "-http-addr", addr, "-type", "nodes")
 	var nodes []*api.Node
 	if err := json.Unmarshal([]byte(out), &nodes); err != nil || len(nodes) != 1 || nodes[0].ID == "" {
