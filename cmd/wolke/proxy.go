@@ -31,6 +31,7 @@ func addProxyFlags(f *pflag.FlagSet, prefix string, listenDefault string) *proxy
 	f.StringVar(&c.TLSCert, prefix+"tls-cert", "", "PEM certificate: serve TLS with HTTP/2 and HTTP/1.1")
 	f.StringVar(&c.TLSKey, prefix+"tls-key", "", "PEM private key for -"+prefix+"tls-cert")
 	f.BoolVar(&c.H2C, prefix+"h2c", false, "also accept cleartext HTTP/2 (prior knowledge) on a plain listener")
+	f.BoolVar(&c.Goroutines, prefix+"goroutines", false, "serve plain HTTP/1.1 with a goroutine per connection instead of event loops")
 	f.StringVar(&c.ConfigFile, prefix+"config", "", "JSON file with default and per-service policies and static services (re-read on SIGHUP)")
 	f.BoolVar(&pf.accessLog, prefix+"access-log", true, "write an access log as JSON lines to stdout")
 	f.Int64Var(&c.CacheSize, prefix+"cache-size", c.CacheSize, "bytes of the shared HTTP cache (services opt in with wolke.cache=true)")

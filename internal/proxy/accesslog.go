@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"io"
+	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -54,23 +55,29 @@ func (a *accessLog) close() {
 }
 
 func (a *accessLog) log(ctx *fasthttp.RequestCtx, info *reqInfo, d time.Duration) {
+	a.write(ctx.RemoteIP(), ctx.Method(), ctx.Host(), ctx.Response.Header.ContentLength(), info, d)
+}
+
+// write logs a request of either engine; size is the response's Content-Length
+// (-1 when it has none).
+func (a *accessLog) write(remote net.IP, method, host []byte, size int, info *reqInfo, d time.Duration) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	b := a.buf[:0]
 	b = append(b, `{"time":"`...)
 	b = info.start.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z07:00")
 	b = append(b, `","remote":"`...)
-	b = appendIP(b, ctx.RemoteIP())
+	b = appendIP(b, remote)
 	b = append(b, `","method":`...)
-	b = appendJSONString(b, ctx.Method())
+	b = appendJSONString(b, method)
 	b = append(b, `,"host":`...)
-	b = appendJSONString(b, ctx.Host())
+	b = appendJSONString(b, host)
 	b = append(b, `,"uri":`...)
 	b = appendJSONString(b, info.uri)
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(info.status), 10)
 	b = append(b, `,"bytes":`...)
-	b = strconv.AppendInt(b, int64(ctx.Response.Header.ContentLength()), 10)
+	b = strconv.AppendInt(b, int64(size), 10)
 	b = append(b, `,"duration_ms":`...)
 	b = strconv.AppendFloat(b, float64(d.Microseconds())/1000, 'f', 3, 64)
 	if info.route != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/wolke-platform/wolke/internal/adaptive"
 	"github.com/wolke-platform/wolke/internal/balance"
+	"github.com/wolke-platform/wolke/internal/breaker"
 )
 
 // outcome classifies one try, deciding retries, ejection and the status a client
@@ -52,12 +53,16 @@ func classify(err error) outcome {
 // idempotent reports whether a request may be sent twice (RFC 9110 §9.2.2), or the
 // client said so with an Idempotency-Key.
 func idempotent(req *fasthttp.Request) bool {
-	switch string(req.Header.Method()) {
+	return idempotentMethod(req.Header.Method()) || len(req.Header.Peek("Idempotency-Key")) > 0
+}
+
+func idempotentMethod(m []byte) bool {
+	switch string(m) {
 	case fasthttp.MethodGet, fasthttp.MethodHead, fasthttp.MethodOptions, fasthttp.MethodTrace,
 		fasthttp.MethodPut, fasthttp.MethodDelete:
 		return true
 	}
-	return len(req.Header.Peek("Idempotency-Key")) > 0
+	return false
 }
 
 // retryableStatus: the gateway errors, and 500, which a service answers for most
@@ -85,6 +90,7 @@ var (
 	hdrRLReset     = []byte("Ratelimit-Reset")
 	protoHTTP      = []byte("http")
 	protoHTTPS     = []byte("https")
+	http11         = []byte("HTTP/1.1")
 )
 
 // hopHeaders are meaningful for one connection only and never forwarded (RFC 9110
@@ -266,36 +272,63 @@ func (p *Proxy) serveCtx(ctx *fasthttp.RequestCtx, isTLS bool) {
 // the client's request has been answered.
 func (p *Proxy) upstream(st *serviceState, req *fasthttp.Request, resp *fasthttp.Response, sc *scratch) {
 	info := &sc.info
-	svc := st.svc
 	stripPrefix(req, info.route)
-	ticket, ok := st.breaker.Allow()
-	if !ok {
-		retryAfterResp(resp, st.breaker.RetryAfter())
-		p.refuse(resp, svc, info, fasthttp.StatusServiceUnavailable, "breaker", "circuit breaker open for service "+svc.name)
+	adm, cause := p.admit(st, healthCheck(req.URI().Path(), req.Header.UserAgent()))
+	if cause != "" {
+		msg, retry := st.refusal(cause)
+		retryAfterResp(resp, retry)
+		p.refuse(resp, st.svc, info, fasthttp.StatusServiceUnavailable, cause, msg)
 		return
 	}
+	p.forward(st, req, resp, sc)
+	p.release(st, adm, info)
+}
 
+// admission is what a request holds of its service while it is forwarded.
+type admission struct {
+	ticket  breaker.Ticket
+	tok     adaptive.Token
+	limited bool
+}
+
+// admit passes a request through the service's breaker and concurrency limit; a
+// refusal is named by its cause ("breaker", "concurrency"). health marks requests
+// that load shedding lets through.
+func (p *Proxy) admit(st *serviceState, health bool) (admission, string) {
+	var adm admission
+	var ok bool
+	if adm.ticket, ok = st.breaker.Allow(); !ok {
+		return adm, "breaker"
+	}
 	// The adaptive limit sheds what the service cannot take now, at once, instead of
 	// letting it queue into timeouts; health checks are never shed.
-	var ctok adaptive.Token
-	limited := st.conc != nil && !healthCheck(req)
-	if limited {
-		if ctok, ok = st.conc.Acquire(); !ok {
-			st.breaker.Done(ticket, true) // nothing was sent: no verdict on the service
-			resp.Header.Set("Retry-After", "1")
-			p.refuse(resp, svc, info, fasthttp.StatusServiceUnavailable, "concurrency", "over the adaptive concurrency limit of service "+svc.name)
-			return
+	adm.limited = st.conc != nil && !health
+	if adm.limited {
+		if adm.tok, ok = st.conc.Acquire(); !ok {
+			st.breaker.Done(adm.ticket, true) // nothing was sent: no verdict on the service
+			return adm, "concurrency"
 		}
 	}
+	st.svc.inflight.Inc()
+	return adm, ""
+}
 
-	svc.inflight.Inc()
-	p.forward(st, req, resp, sc)
-	svc.inflight.Dec()
-	if limited {
+// release ends an admitted request, giving its outcome to the limit and breaker.
+func (p *Proxy) release(st *serviceState, adm admission, info *reqInfo) {
+	st.svc.inflight.Dec()
+	if adm.limited {
 		overload := info.err == timeoutError || info.status == fasthttp.StatusServiceUnavailable
-		st.conc.Release(ctok, time.Since(info.start), overload)
+		st.conc.Release(adm.tok, time.Since(info.start), overload)
 	}
-	st.breaker.Done(ticket, info.err == okResponse && info.status < 500)
+	st.breaker.Done(adm.ticket, info.err == okResponse && info.status < 500)
+}
+
+// refusal returns the message and Retry-After of a refusal by admit.
+func (st *serviceState) refusal(cause string) (string, time.Duration) {
+	if cause == "breaker" {
+		return "circuit breaker open for service " + st.svc.name, st.breaker.RetryAfter()
+	}
+	return "over the adaptive concurrency limit of service " + st.svc.name, time.Second
 }
 
 // serveCached answers a GET or HEAD through the shared cache; misses, revalidations
@@ -346,12 +379,11 @@ func (r *fetchResult) get() (*endpoint, int, string, bool) {
 
 // healthCheck reports requests that load shedding must let through: health checks,
 // by path or by the checkers' User-Agent.
-func healthCheck(req *fasthttp.Request) bool {
-	switch string(req.URI().Path()) {
+func healthCheck(path, ua []byte) bool {
+	switch string(path) {
 	case "/health", "/healthz", "/health/live", "/health/ready", "/ready", "/live":
 		return true
 	}
-	ua := req.Header.UserAgent()
 	return bytes.HasPrefix(ua, []byte("wolke Health Check")) || bytes.HasPrefix(ua, []byte("Consul Health Check"))
 }
 
@@ -424,59 +456,105 @@ func (p *Proxy) countRefusal(resp *fasthttp.Response, svc *service, info *reqInf
 	resp.Header.Set("X-Wolke-Rejected-By", cause)
 }
 
+// attempts is one request's retry state across its tries. forward drives it in a
+// loop; the event-loop engine drives it one event at a time.
+type attempts struct {
+	st       *serviceState
+	sc       *scratch
+	deadline time.Time
+	idem     bool
+	key      uint64
+	tried    []*endpoint
+	cands    []*balance.Endpoint
+	t0       time.Time
+}
+
+func (a *attempts) init(st *serviceState, sc *scratch, idem bool, key uint64) {
+	*a = attempts{st: st, sc: sc, idem: idem, key: key, t0: sc.info.start,
+		deadline: sc.info.start.Add(time.Duration(st.policy.Timeout)), tried: sc.tried[:0]}
+	st.budget.Request()
+	a.cands = st.candidates(sc.cands[:0], nil)
+}
+
+// next picks the instance of the next try, nil when there is none.
+func (a *attempts) next() *endpoint {
+	if len(a.cands) == 0 {
+		return nil
+	}
+	e := a.st.endpointOf(a.st.lb.Pick(a.cands, a.key))
+	a.tried = append(a.tried, e)
+	info := &a.sc.info
+	info.ep, info.attempts = e, info.attempts+1
+	e.bal.Start()
+	return e
+}
+
+// done records the outcome of a try on e and reports whether to try again.
+func (a *attempts) done(e *endpoint, err outcome, status int, now time.Time) bool {
+	info := &a.sc.info
+	e.reqs.Inc()
+	e.latency.Observe(now.Sub(a.t0).Seconds())
+	info.err, info.status = err, status
+	failed := err != okResponse || status >= 500
+	// A failure counts as a very slow answer for balancing (the estimate rises by
+	// the most one sample may move it), so that an instance answering errors fast
+	// does not attract more traffic than the healthy ones.
+	rtt := now.Sub(a.t0)
+	if failed {
+		rtt = failurePenalty
+	}
+	e.bal.Finish(rtt, now)
+	if failed {
+		e.errs.Inc()
+		a.st.outlier.Failure(&e.host)
+	} else {
+		a.st.outlier.Success(&e.host)
+	}
+	retry := err == connectError ||
+		(a.idem && (err == resetError || err == timeoutError || (err == okResponse && retryableStatus(status))))
+	if !retry || len(a.tried) >= a.st.policy.Attempts || len(a.tried) == len(a.sc.tried) || !now.Before(a.deadline) {
+		return false
+	}
+	// The answer in hand is kept unless there is somewhere else to try: with no
+	// other instance the client gets the service's own error, not an empty reply.
+	next := a.st.candidates(a.sc.cands[:0], a.tried)
+	if len(next) == 0 || !a.st.budget.TryRetry() {
+		return false
+	}
+	a.cands = next
+	a.st.svc.retries.Inc()
+	a.t0 = now
+	return true
+}
+
+// failure returns the status and message the gateway answers itself when no try
+// produced a response to pass on (status 0: the last response stands).
+func (a *attempts) failure() (int, string) {
+	info := &a.sc.info
+	switch {
+	case info.attempts == 0:
+		info.status, info.err = fasthttp.StatusServiceUnavailable, connectError
+		return info.status, "no healthy instance of service " + a.st.svc.name
+	case info.err == timeoutError:
+		info.status = fasthttp.StatusGatewayTimeout
+		return info.status, "upstream timed out"
+	case info.err != okResponse:
+		info.status = fasthttp.StatusBadGateway
+		return info.status, "upstream unreachable"
+	}
+	return 0, ""
+}
+
 // forward tries instances until one answers acceptably or the retry rules say stop.
 func (p *Proxy) forward(st *serviceState, req *fasthttp.Request, resp *fasthttp.Response, sc *scratch) {
 	info := &sc.info
-	pol := &st.policy
-	deadline := info.start.Add(time.Duration(pol.Timeout))
-	idem := idempotent(req)
-	key := st.hashKey(req)
-	st.budget.Request()
-
-	tried := sc.tried[:0]
-	t0 := info.start
-	cands := st.candidates(sc.cands[:0], tried)
-	for len(cands) > 0 {
-		e := st.endpointOf(st.lb.Pick(cands, key))
-		tried = append(tried, e)
-		info.ep, info.attempts = e, info.attempts+1
-
-		e.bal.Start()
-		err := e.client.DoDeadline(req, resp, deadline)
-		now := time.Now()
-		e.reqs.Inc()
-		e.latency.Observe(now.Sub(t0).Seconds())
-
-		info.err = classify(err)
-		info.status = resp.StatusCode()
-		failed := info.err != okResponse || info.status >= 500
-		// A failure counts as a very slow answer for balancing (the estimate rises by
-		// the most one sample may move it), so that an instance answering errors fast
-		// does not attract more traffic than the healthy ones.
-		rtt := now.Sub(t0)
-		if failed {
-			rtt = failurePenalty
-		}
-		e.bal.Finish(rtt, now)
-		if failed {
-			e.errs.Inc()
-			st.outlier.Failure(&e.host)
-		} else {
-			st.outlier.Success(&e.host)
-		}
-		retry := info.err == connectError ||
-			(idem && (info.err == resetError || info.err == timeoutError || (info.err == okResponse && retryableStatus(info.status))))
-		if !retry || len(tried) >= pol.Attempts || len(tried) == len(sc.tried) || !now.Before(deadline) {
+	var a attempts
+	a.init(st, sc, idempotent(req), st.hashKey(req))
+	for e := a.next(); e != nil; e = a.next() {
+		err := e.client.DoDeadline(req, resp, a.deadline)
+		if !a.done(e, classify(err), resp.StatusCode(), time.Now()) {
 			break
 		}
-		// The answer in hand is kept unless there is somewhere else to try: with no
-		// other instance the client gets the service's own error, not an empty reply.
-		next := st.candidates(sc.cands[:0], tried)
-		if len(next) == 0 || !st.budget.TryRetry() {
-			break
-		}
-		cands = next
-		st.svc.retries.Inc()
 		if info.err == okResponse {
 			// A small error body is read so that the connection can be reused; closing
 			// an unread stream would cost a new connection per retried 5xx.
@@ -488,21 +566,14 @@ func (p *Proxy) forward(st *serviceState, req *fasthttp.Request, resp *fasthttp.
 			resp.CloseBodyStream()
 		}
 		resp.Reset()
-		t0 = now
 	}
-
-	switch {
-	case info.attempts == 0:
-		info.status, info.err = fasthttp.StatusServiceUnavailable, connectError
-		jsonErrorResp(resp, info.status, "no healthy instance of service "+st.svc.name)
-	case info.err == timeoutError:
-		info.status = fasthttp.StatusGatewayTimeout
-		jsonErrorResp(resp, info.status, "upstream timed out")
-	case info.err != okResponse:
-		info.status = fasthttp.StatusBadGateway
-		jsonErrorResp(resp, info.status, "upstream unreachable")
-	default:
+	if status, msg := a.failure(); status != 0 {
+		jsonErrorResp(resp, status, msg)
+	} else {
 		delHopHeadersResp(&resp.Header)
+		// The gateway speaks HTTP/1.1 to its client whatever the instance spoke: an
+		// HTTP/1.0 instance's close-delimited body goes out chunked, which 1.0 lacks.
+		resp.Header.SetProtocol(http11)
 	}
 	// The upstream's answer replaced the response: the gateway's headers go on now.
 	resp.Header.SetCanonical(hdrRequestID, info.reqID)
@@ -601,8 +672,12 @@ func jsonError(ctx *fasthttp.RequestCtx, status int, msg string) {
 func jsonErrorResp(resp *fasthttp.Response, status int, msg string) {
 	resp.SetStatusCode(status)
 	resp.Header.SetContentType("application/json")
-	b := append([]byte(`{"error":`), strconv.Quote(msg)...)
-	resp.SetBodyRaw(append(b, "}\n"...))
+	resp.SetBodyRaw(appendJSONError(nil, msg))
+}
+
+func appendJSONError(b []byte, msg string) []byte {
+	b = append(append(b, `{"error":`...), strconv.Quote(msg)...)
+	return append(b, "}\n"...)
 }
 
 func retryAfter(ctx *fasthttp.RequestCtx, d time.Duration) { retryAfterResp(&ctx.Response, d) }

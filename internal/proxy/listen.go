@@ -36,6 +36,21 @@ func (p *Proxy) listen() error {
 		}
 		fastLn = d.http1
 		p.servers = append(p.servers, d)
+	} else if !p.cfg.Goroutines {
+		// The event loops serve the listener; fasthttp gets the connections they
+		// hand over. The loops stop first, then fasthttp drains what it was given.
+		handoff := &chanListener{addr: ln.Addr(), ch: make(chan net.Conn), done: make(chan struct{})}
+		e, err := newEngine(p, ln, handoff)
+		switch {
+		case err == nil:
+			ln.Close() // the loops hold their own descriptor of the socket
+			fastLn = handoff
+			p.servers = append(p.servers, e)
+		case errors.Is(err, errEngineUnsupported):
+		default:
+			ln.Close()
+			return fmt.Errorf("proxy: event loop: %w", err)
+		}
 	}
 	p.servers = append(p.servers, fastShutdown{p.srv})
 	p.wg.Add(1)

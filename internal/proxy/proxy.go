@@ -43,6 +43,9 @@ type Config struct {
 
 	TLSCert, TLSKey string // serve TLS (HTTP/2 and HTTP/1.1 by ALPN) instead of plain HTTP
 	H2C             bool   // also accept cleartext HTTP/2 (prior knowledge) on a plain listener
+	// Goroutines serves plain HTTP/1.1 with a goroutine per connection (fasthttp)
+	// instead of the event loops (Linux only; elsewhere it is always so).
+	Goroutines bool
 
 	ConfigFile string // static configuration (JSON), re-read by Reload
 
@@ -431,7 +434,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		for _, s := range p.services {
 			if st := s.state.Load(); st != nil {
 				for _, e := range st.endpoints {
-					e.client.CloseIdleConnections()
+					e.retire()
 				}
 				if st.auth != nil {
 					st.auth.Close()
@@ -469,7 +472,7 @@ func (p *Proxy) applyService(name string) {
 		if s := p.services[name]; s != nil {
 			if st := s.state.Load(); st != nil {
 				for _, e := range st.endpoints {
-					e.client.CloseIdleConnections()
+					e.retire()
 					p.metrics.forgetEndpoint(name, e.bal.Addr)
 				}
 				if st.auth != nil {

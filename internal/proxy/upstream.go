@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,13 +28,20 @@ import (
 // It outlives catalog updates that keep the instance, so pooled connections, latency
 // estimates and ejection state survive them.
 type endpoint struct {
-	inst    servicewatch.Instance
-	bal     *balance.Endpoint
-	host    outlier.Host
-	client  *fasthttp.HostClient
-	reqs    prometheus.Counter
-	errs    prometheus.Counter
-	latency prometheus.Observer
+	inst   servicewatch.Instance
+	bal    *balance.Endpoint
+	host   outlier.Host
+	client *fasthttp.HostClient
+	// ap is the instance's address when it is an IP address: the event loop
+	// dials only those (a name needs a resolver, which blocks).
+	ap netip.AddrPort
+	// loopConns counts the event loops' connections to the instance; gone is set
+	// when it leaves the service, so that the loops close their idle ones.
+	loopConns atomic.Int64
+	gone      atomic.Bool
+	reqs      prometheus.Counter
+	errs      prometheus.Counter
+	latency   prometheus.Observer
 }
 
 // service is the gateway's runtime for one catalog service.
@@ -74,6 +82,10 @@ type serviceState struct {
 	cache     *httpcache.Cache       // the gateway's shared cache; nil: not cached
 	auth      *authn.Authenticator   // nil: no authentication
 	validator *reqvalidate.Validator // nil: no validation
+	// loopOK: the event loop can forward this service's requests itself (no auth,
+	// validation, rate limit, fault rule, cache or hashing by cookie, and every
+	// instance has an IP address).
+	loopOK bool
 	// broken says why a policy the route requires could not be built (a JWKS file
 	// missing, an OpenAPI document invalid): the route then refuses with 503 rather
 	// than run unprotected.
@@ -219,8 +231,13 @@ func (p *Proxy) updateService(s *service, pol Policy, enabled bool, insts []serv
 		if old.outlier == st.outlier {
 			st.outlier.Untrack(&e.host)
 		}
-		e.client.CloseIdleConnections()
+		e.retire()
 		p.metrics.forgetEndpoint(s.name, e.bal.Addr)
+	}
+	st.loopOK = pol.Fault == nil && st.broken == "" && st.auth == nil && st.validator == nil && st.limiter == nil &&
+		st.cache == nil && len(st.hashCookie) == 0
+	for _, e := range st.endpoints {
+		st.loopOK = st.loopOK && e.ap.IsValid()
 	}
 	s.policy, s.enabled = pol, enabled
 	s.state.Store(st)
@@ -274,8 +291,15 @@ func (p *Proxy) newEndpoint(svc string, in servicewatch.Instance, addr string, p
 			NoDefaultUserAgentHeader:  true,
 		},
 	}
+	e.ap, _ = netip.ParseAddrPort(addr)
 	e.reqs, e.errs, e.latency = p.metrics.endpointMetrics(svc, addr)
 	return e
+}
+
+// retire closes an endpoint's idle connections when it leaves its service.
+func (e *endpoint) retire() {
+	e.gone.Store(true)
+	e.client.CloseIdleConnections()
 }
 
 // candidates fills buf with the endpoints a try may use: not ejected by outlier
