@@ -117,6 +117,10 @@ func (e *engine) wake() {
 // rest.
 func (e *engine) Shutdown(ctx context.Context) error {
 	e.closing.Store(true)
+	// Refuse new connections at once, as closing a listener would, while the loops
+	// still hold the descriptor (closing it under them could hand its number to
+	// another socket mid-accept).
+	unix.Shutdown(e.lfd, unix.SHUT_RDWR)
 	e.wake()
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()
@@ -245,13 +249,22 @@ func (l *evloop) waitMillis() int {
 	return int(max(d, 1))
 }
 
-// deadline returns now+d as unix ns, noting it for the timer.
+// deadline returns now+d as unix ns, noting it for the timer; a d that is not
+// positive has passed already.
 func (l *evloop) deadline(d time.Duration) int64 {
-	t := l.nowNano + int64(d)
+	t := l.nowNano + int64(max(d, 1))
 	if l.next == 0 || t < l.next {
 		l.next = t
 	}
 	return t
+}
+
+// clientDeadline is deadline for the client timeouts, where 0 means none.
+func (l *evloop) clientDeadline(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return l.deadline(d)
 }
 
 func (l *evloop) setConn(fd int, c any) {
@@ -328,7 +341,7 @@ func (l *evloop) accept() {
 		}
 		l.setConn(fd, c)
 		l.clients++
-		c.deadline = l.deadline(l.p.cfg.ClientReadTimeout)
+		c.deadline = l.clientDeadline(l.p.cfg.ClientReadTimeout)
 	}
 }
 
@@ -385,13 +398,13 @@ func (l *evloop) serveClient(c *cconn) {
 					l.closeClient(c)
 					return
 				}
-				c.deadline = l.deadline(l.p.cfg.ClientIdleTimeout)
+				c.deadline = l.clientDeadline(l.p.cfg.ClientIdleTimeout)
 			}
 			return
 		}
 		if c.rbuf == nil {
 			c.rbuf = l.getBuf()
-			c.deadline = l.deadline(l.p.cfg.ClientReadTimeout)
+			c.deadline = l.clientDeadline(l.p.cfg.ClientReadTimeout)
 		}
 		n, err := unix.Read(c.fd, c.rbuf[len(c.rbuf):cap(c.rbuf)])
 		switch {
@@ -657,7 +670,7 @@ func (l *evloop) attach(ex *exchange, u *uconn) {
 	u.pend = ex.out
 	if u.connecting {
 		ex.state = exConnecting
-		ex.deadline = l.deadline(max(min(time.Duration(ex.st.policy.ConnectTimeout), ex.a.deadline.Sub(l.now)), 0))
+		ex.deadline = l.deadline(min(time.Duration(ex.st.policy.ConnectTimeout), ex.a.deadline.Sub(l.now)))
 		return
 	}
 	l.sendUpstream(u)
@@ -862,8 +875,7 @@ func (l *evloop) sendUpstream(u *uconn) {
 }
 
 func (l *evloop) headerDeadline(ex *exchange) int64 {
-	d := min(time.Duration(ex.st.policy.HeaderTimeout), ex.a.deadline.Sub(l.now))
-	return l.deadline(max(d, 0))
+	return l.deadline(min(time.Duration(ex.st.policy.HeaderTimeout), ex.a.deadline.Sub(l.now)))
 }
 
 func (l *evloop) replaceStale(ex *exchange) {
@@ -1143,7 +1155,7 @@ func (l *evloop) finish(ex *exchange) {
 			c.closing = true
 		}
 		c.ex = nil
-		c.deadline = l.deadline(l.p.cfg.ClientReadTimeout)
+		c.deadline = l.clientDeadline(l.p.cfg.ClientReadTimeout)
 	}
 	l.freeExchange(ex)
 	if !c.closed {
