@@ -23,7 +23,7 @@
 # (go install github.com/caddyserver/caddy/v2/cmd/caddy@v2.11.9; found on PATH or in
 # ~/go/bin, or set CADDY=/path/to/caddy).
 # Settings from the environment:
-#   DURATION=10s     measured time per round     WARMUP=2s   unmeasured run per contestant
+#   DURATION=10s     measured time per round     WARMUP=2s   unmeasured run per contestant, at the highest CONNS
 #   ROUNDS=3         rounds (the table shows the median)
 #   CONNS="64 256"   wrk connections (-c); wrk always uses one thread (-t1)
 #   CONTESTANTS="direct wolke wolke-log nginx haproxy caddy"
@@ -278,9 +278,16 @@ round() {
 	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$c" "$r" "$rps" "$p50" "$p99" "$cpu" "$errs" >>"$results"
 }
 
+# The warm-up runs at the highest concurrency: connection pools fill, and wolke's
+# adaptive concurrency limit learns the load (from its initial 100, or from what a
+# lower concurrency needed, it grows by about 20 % per 100 ms window and refuses what
+# is over it meanwhile; measured, a step from 64 to 256 connections refused requests
+# for about 0.4 s).
+warm=0
+for c in $CONNS; do warm=$((c > warm ? c : warm)); done
 for name in $CONTESTANTS; do
-	log "warm-up: $name"
-	wrk -t1 -c64 -d"$WARMUP" "http://127.0.0.1:${port[$name]}/bench/" >/dev/null
+	log "warm-up: $name c=$warm"
+	wrk -t1 -c"$warm" -d"$WARMUP" "http://127.0.0.1:${port[$name]}/bench/" >/dev/null
 done
 for r in $(seq "$ROUNDS"); do
 	for c in $CONNS; do

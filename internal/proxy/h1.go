@@ -285,8 +285,8 @@ func parseResponseHead(buf []byte, h *respHead) (int, h1Status) {
 			return 0, h1Other
 		}
 	}
-	http10 := line[7] == '0'
-	h.fields, h.contentLength, h.chunked, h.close = h.arr[:0], -1, false, http10
+	http10, keepAlive := line[7] == '0', false
+	h.fields, h.contentLength, h.chunked, h.close = h.arr[:0], -1, false, false
 	for {
 		line, i, ok = nextLine(buf, i)
 		if !ok {
@@ -306,12 +306,16 @@ func parseResponseHead(buf []byte, h *respHead) (int, h1Status) {
 		switch {
 		case eqFold(name, "content-length"):
 			n, ok := parseDigits(value)
-			if !ok || (h.contentLength >= 0 && h.contentLength != n) {
+			// Repeated fields are passed on as they are, so they must be the same
+			// bytes: "5" with "05" is refused downstream (net/http does).
+			if !ok || (h.contentLength >= 0 && !bytes.Equal(value, field(h.fields, "content-length"))) {
 				return 0, h1Other
 			}
 			h.contentLength = n
 		case eqFold(name, "transfer-encoding"):
-			if !eqFold(value, "chunked") || h.chunked {
+			// RFC 9112 §6.1: in HTTP/1.0 the field makes the framing faulty (net/http
+			// ignores it and reads to the close).
+			if http10 || !eqFold(value, "chunked") || h.chunked {
 				return 0, h1Other // any other coding cannot be framed
 			}
 			h.chunked = true
@@ -321,13 +325,14 @@ func parseResponseHead(buf []byte, h *respHead) (int, h1Status) {
 				case eqFold(tok, "close"):
 					h.close = true
 				case eqFold(tok, "keep-alive"):
-					if http10 {
-						h.close = false
-					}
+					keepAlive = true
 				}
 			}
 		}
 		h.fields = append(h.fields, h1Field{name, value})
+	}
+	if http10 && !keepAlive {
+		h.close = true // RFC 9112 §9.3; close wins over keep-alive in any order
 	}
 	if h.chunked {
 		h.contentLength = -1 // RFC 9112 §6.3: chunked wins; the length is dropped
@@ -433,10 +438,14 @@ func appendUpstreamRequest(b []byte, h *reqHead, u *upstreamRequest) []byte {
 			eqFold(n, "x-forwarded-proto"), eqFold(n, "x-forwarded-host"):
 			continue
 		case eqFold(n, "x-forwarded-for"):
-			xff = append(xff, f.value)
+			if len(f.value) > 0 { // an empty one would add an empty list element (", ip")
+				xff = append(xff, f.value)
+			}
 			continue
 		case eqFold(n, "forwarded"):
-			fwd = append(fwd, f.value)
+			if len(f.value) > 0 {
+				fwd = append(fwd, f.value)
+			}
 			continue
 		}
 		b = append(b, n...)
@@ -478,7 +487,8 @@ func appendUpstreamRequest(b []byte, h *reqHead, u *upstreamRequest) []byte {
 func appendClientResponse(b []byte, h *respHead, reqID []byte, close bool) []byte {
 	b = appendStatusLine(b, h.status, h.reason)
 	for _, f := range h.fields {
-		if hopField(f.name) || eqFold(f.name, "x-request-id") {
+		// RFC 9112 §6.3: a message forwarded as chunked must lose its Content-Length.
+		if hopField(f.name) || eqFold(f.name, "x-request-id") || h.chunked && eqFold(f.name, "content-length") {
 			continue
 		}
 		b = append(b, f.name...)
