@@ -351,3 +351,46 @@ func TestEnginesUpstreamFailures(t *testing.T) {
 		}
 	})
 }
+
+func TestEnginesConcurrentClients(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e *env) {
+		answer := func(w http.ResponseWriter, r *http.Request) {
+			n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+			w.Write(bytes.Repeat([]byte(r.URL.Query().Get("c")), n))
+		}
+		e.register("s", newBackend(t, "b1", answer))
+		e.register("s", newBackend(t, "b2", answer))
+		e.waitInstances("s", 2)
+		tr := &http.Transport{MaxIdleConnsPerHost: 100}
+		defer tr.CloseIdleConnections()
+		client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+		var wg sync.WaitGroup
+		errs := make(chan error, 100)
+		for g := range 100 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 30 {
+					n := (g*31 + i*977) % 40000 // up to ~40 KB: bodies that take several reads
+					c := string(rune('a' + (g+i)%26))
+					resp, err := client.Get(fmt.Sprintf("%s/s/x?n=%d&c=%s", e.base, n, c))
+					if err != nil {
+						errs <- err
+						return
+					}
+					body, err := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if err != nil || resp.StatusCode != 200 || string(body) != strings.Repeat(c, n) {
+						errs <- fmt.Errorf("client %d request %d: %d, %d bytes (want %d of %q), %v", g, i, resp.StatusCode, len(body), n, c, err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+	})
+}

@@ -163,6 +163,17 @@ type rateInfo struct {
 	reset            time.Duration
 }
 
+// appendFields appends the RateLimit-* fields as header lines.
+func (r *rateInfo) appendFields(b []byte) []byte {
+	b = append(b, "Ratelimit-Limit: "...)
+	b = strconv.AppendInt(b, int64(r.limit), 10)
+	b = append(b, "\r\nRatelimit-Remaining: "...)
+	b = strconv.AppendInt(b, int64(r.remaining), 10)
+	b = append(b, "\r\nRatelimit-Reset: "...)
+	b = strconv.AppendInt(b, int64((r.reset+time.Second-1)/time.Second), 10)
+	return append(b, "\r\n"...)
+}
+
 func (r *rateInfo) write(h *fasthttp.ResponseHeader, b []byte) {
 	b = strconv.AppendInt(b[:0], int64(r.limit), 10)
 	h.SetCanonical(hdrRLLimit, b)
@@ -390,14 +401,34 @@ func healthCheck(path, ua []byte) bool {
 // allowRate takes a token from the route's bucket for this client, setting the
 // RateLimit-* headers; over the limit it answers 429 itself.
 func (p *Proxy) allowRate(ctx *fasthttp.RequestCtx, svc *service, st *serviceState, info *reqInfo, sc *scratch) bool {
+	var ip, hv []byte
+	switch st.limitKey.kind {
+	case 'i':
+		ip = appendIP(sc.fw[:0], ctx.RemoteIP())
+	case 'h':
+		hv = ctx.Request.Header.PeekBytes(st.limitKey.name)
+	}
+	ok, retry := st.takeToken(ip, hv, info)
+	if !ok {
+		info.rl.write(&ctx.Response.Header, sc.fw[:0])
+		retryAfter(ctx, retry)
+		p.reject(ctx, svc, info, fasthttp.StatusTooManyRequests, "rate-limit", "rate limit exceeded for service "+svc.name)
+	}
+	return ok
+}
+
+// takeToken takes a token from the bucket of the request's key (the client's IP
+// and the keyed header's value are the caller's to find) and notes the RateLimit-*
+// values in info; without one it says how long until the next.
+func (st *serviceState) takeToken(ip, header []byte, info *reqInfo) (bool, time.Duration) {
 	var ok bool
 	var limit, remaining int
 	var reset, retry time.Duration
 	switch st.limitKey.kind {
 	case 'i':
-		ok, limit, remaining, reset, retry = st.limiter.AllowBytes(appendIP(sc.fw[:0], ctx.RemoteIP()))
+		ok, limit, remaining, reset, retry = st.limiter.AllowBytes(ip)
 	case 'h':
-		ok, limit, remaining, reset, retry = st.limiter.AllowBytes(ctx.Request.Header.PeekBytes(st.limitKey.name))
+		ok, limit, remaining, reset, retry = st.limiter.AllowBytes(header)
 	case 'd':
 		ok, limit, remaining, reset, retry = st.limiter.Allow(info.identity)
 	case 'c':
@@ -406,12 +437,7 @@ func (p *Proxy) allowRate(ctx *fasthttp.RequestCtx, svc *service, st *serviceSta
 		ok, limit, remaining, reset, retry = st.limiter.Allow("")
 	}
 	info.rl = rateInfo{set: true, limit: limit, remaining: remaining, reset: reset}
-	if !ok {
-		info.rl.write(&ctx.Response.Header, sc.fw[:0])
-		retryAfter(ctx, retry)
-		p.reject(ctx, svc, info, fasthttp.StatusTooManyRequests, "rate-limit", "rate limit exceeded for service "+svc.name)
-	}
-	return ok
+	return ok, retry
 }
 
 // injectFault applies a route's fault rule; it reports whether it answered the

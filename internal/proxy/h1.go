@@ -483,8 +483,9 @@ func appendUpstreamRequest(b []byte, h *reqHead, u *upstreamRequest) []byte {
 }
 
 // appendClientResponse serializes the response head that goes to the client: the
-// upstream's status and fields without hop-by-hop ones, and the request's ID.
-func appendClientResponse(b []byte, h *respHead, reqID []byte, close bool) []byte {
+// upstream's status and fields without hop-by-hop ones, the request's ID, and
+// extra, whole header lines of the gateway's own.
+func appendClientResponse(b []byte, h *respHead, reqID []byte, close bool, extra []byte) []byte {
 	b = appendStatusLine(b, h.status, h.reason)
 	for _, f := range h.fields {
 		// RFC 9112 §6.3: a message forwarded as chunked must lose its Content-Length.
@@ -496,6 +497,7 @@ func appendClientResponse(b []byte, h *respHead, reqID []byte, close bool) []byt
 		b = append(b, f.value...)
 		b = append(b, "\r\n"...)
 	}
+	b = append(b, extra...)
 	b = append(b, "X-Request-Id: "...)
 	b = append(b, reqID...)
 	if close {

@@ -1079,7 +1079,7 @@ func TestAppendClientResponse(t *testing.T) {
 			if n, st := parseResponseHead([]byte(c.head), &h); st != h1OK || n != len(c.head) {
 				t.Fatalf("parseResponseHead(%q) = %d, %v", c.head, n, st)
 			}
-			out := appendClientResponse([]byte("prefix"), &h, []byte("rid-9"), c.close)
+			out := appendClientResponse([]byte("prefix"), &h, []byte("rid-9"), c.close, nil)
 			if !bytes.HasPrefix(out, []byte("prefix")) {
 				t.Fatalf("appended over the buffer: %q", out)
 			}

@@ -624,6 +624,16 @@ func (l *evloop) start(ex *exchange) bool {
 	if len(path) == 0 {
 		path = slash
 	}
+	if st.limiter != nil {
+		var hv []byte
+		if st.limitKey.kind == 'h' {
+			hv = fieldBytes(h.fields, st.limitKey.name)
+		}
+		if ok, retry := st.takeToken(c.ipText, hv, info); !ok {
+			l.answer(ex, 429, "rate limit exceeded for service "+st.svc.name, "rate-limit", retry)
+			return true
+		}
+	}
 	adm, cause := p.admit(st, healthCheck(path, field(h.fields, "user-agent")))
 	if cause != "" {
 		msg, retry := st.refusal(cause)
@@ -701,6 +711,11 @@ func (l *evloop) answer(ex *exchange, status int, msg, cause string, retryAfter 
 	b = append(b, info.reqID...)
 	if cause != "" {
 		b = append(append(b, "\r\nX-Wolke-Rejected-By: "...), cause...)
+	}
+	if info.rl.set {
+		b = append(b, "\r\n"...)
+		b = info.rl.appendFields(b)
+		b = b[:len(b)-2]
 	}
 	if retryAfter > 0 {
 		secs := max(int64((retryAfter+time.Second-1)/time.Second), 1)
@@ -1057,7 +1072,11 @@ func (l *evloop) onResponseHead(ex *exchange, n int) bool {
 	ex.respSize = int(rh.contentLength)
 	ex.upClose = rh.close
 	var hb [1024]byte
-	b := appendClientResponse(hb[:0], rh, ex.sc.info.reqID, ex.close)
+	var extra []byte
+	if rl := &ex.sc.info.rl; rl.set {
+		extra = rl.appendFields(ex.sc.fw[:0])
+	}
+	b := appendClientResponse(hb[:0], rh, ex.sc.info.reqID, ex.close, extra)
 	l.send(ex.c, b)
 	u.rbuf = u.rbuf[:copy(u.rbuf, u.rbuf[n:])]
 	ex.state = exRelay

@@ -2,9 +2,12 @@
 // catalog by blocking queries, with load balancing, outlier ejection, retries within
 // a budget, circuit breaking and timeouts per service.
 //
-// Plain HTTP/1.1, the hot path, is served by fasthttp: it proxies a request for
-// about half the CPU of net/http's ReverseProxy. TLS with HTTP/2 and cleartext h2c
-// go through net/http, adapted onto the same handler.
+// Plain HTTP/1.1, the hot path, is served by event loops on Linux (loop_linux.go:
+// epoll, a loop per processor, as nginx does), which forward the requests of routes
+// that need nothing but balancing and resilience and hand every other connection to
+// fasthttp, a goroutine per connection (Config.Goroutines serves everything so).
+// TLS with HTTP/2 and cleartext h2c go through net/http, adapted onto fasthttp's
+// handler.
 package proxy
 
 import (

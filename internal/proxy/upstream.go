@@ -83,8 +83,8 @@ type serviceState struct {
 	auth      *authn.Authenticator   // nil: no authentication
 	validator *reqvalidate.Validator // nil: no validation
 	// loopOK: the event loop can forward this service's requests itself (no auth,
-	// validation, rate limit, fault rule, cache or hashing by cookie, and every
-	// instance has an IP address).
+	// validation, fault rule, cache or hashing by cookie, and every instance has an
+	// IP address).
 	loopOK bool
 	// broken says why a policy the route requires could not be built (a JWKS file
 	// missing, an OpenAPI document invalid): the route then refuses with 503 rather
@@ -234,7 +234,7 @@ func (p *Proxy) updateService(s *service, pol Policy, enabled bool, insts []serv
 		e.retire()
 		p.metrics.forgetEndpoint(s.name, e.bal.Addr)
 	}
-	st.loopOK = pol.Fault == nil && st.broken == "" && st.auth == nil && st.validator == nil && st.limiter == nil &&
+	st.loopOK = pol.Fault == nil && st.broken == "" && st.auth == nil && st.validator == nil &&
 		st.cache == nil && len(st.hashCookie) == 0
 	for _, e := range st.endpoints {
 		st.loopOK = st.loopOK && e.ap.IsValid()
