@@ -149,7 +149,9 @@ type evloop struct {
 	exFree []*exchange
 	events [256]unix.EpollEvent
 
-	clients   int
+	clients   atomic.Int64 // written by the loop, read by others choosing where a connection goes
+	inboxMu   sync.Mutex
+	inbox     []*cconn // accepted by another loop for this one
 	listening bool
 	now       time.Time
 	nowNano   int64
@@ -204,6 +206,7 @@ func (l *evloop) run() {
 			case fd == l.wakefd:
 				var b [8]byte
 				unix.Read(l.wakefd, b[:])
+				l.takeInbox()
 			case fd < len(l.conns):
 				switch c := l.conns[fd].(type) {
 				case *cconn:
@@ -335,13 +338,51 @@ func (l *evloop) accept() {
 			c.ip = net.IP(append([]byte(nil), a.Addr[:]...))
 		}
 		c.ipText = appendIP(nil, c.ip)
-		if err := l.register(fd); err != nil {
-			unix.Close(fd)
+		// The loop that woke for the connection need not be the one to serve it:
+		// connections go to the loop with the fewest, so that a burst of them does
+		// not pile onto one loop (measured: 180 against 76 of wrk's 256).
+		to := l
+		for _, o := range l.e.loops {
+			if o.clients.Load() < to.clients.Load() {
+				to = o
+			}
+		}
+		if to != l {
+			to.clients.Add(1)
+			to.inboxMu.Lock()
+			to.inbox = append(to.inbox, c)
+			to.inboxMu.Unlock()
+			var one = [8]byte{1}
+			unix.Write(to.wakefd, one[:])
 			continue
 		}
-		l.setConn(fd, c)
-		l.clients++
-		c.deadline = l.clientDeadline(l.p.cfg.ClientReadTimeout)
+		l.adopt(c, false)
+	}
+}
+
+// adopt registers a client connection with this loop; counted says whether
+// another loop has counted it already.
+func (l *evloop) adopt(c *cconn, counted bool) {
+	if !counted {
+		l.clients.Add(1)
+	}
+	if err := l.register(c.fd); err != nil {
+		unix.Close(c.fd)
+		l.clients.Add(-1)
+		return
+	}
+	l.setConn(c.fd, c)
+	c.deadline = l.clientDeadline(l.p.cfg.ClientReadTimeout)
+}
+
+// takeInbox adopts the connections other loops accepted for this one.
+func (l *evloop) takeInbox() {
+	l.inboxMu.Lock()
+	in := l.inbox
+	l.inbox = nil
+	l.inboxMu.Unlock()
+	for _, c := range in {
+		l.adopt(c, true)
 	}
 }
 
@@ -429,7 +470,7 @@ func (l *evloop) serveClient(c *cconn) {
 func (l *evloop) handOff(c *cconn) {
 	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
 	l.conns[c.fd] = nil
-	l.clients--
+	l.clients.Add(-1)
 	c.closed = true
 	pending := append([]byte(nil), c.rbuf...)
 	l.putBuf(c.rbuf)
@@ -518,7 +559,7 @@ func (l *evloop) closeClient(c *cconn) {
 	c.closed = true
 	l.conns[c.fd] = nil
 	unix.Close(c.fd) // also leaves the epoll set
-	l.clients--
+	l.clients.Add(-1)
 	l.putBuf(c.rbuf)
 	l.putBuf(c.wbuf)
 	c.rbuf, c.wbuf = nil, nil
@@ -1302,10 +1343,16 @@ func (l *evloop) drain() bool {
 			l.closeClient(c)
 		}
 	}
-	return l.clients == 0
+	return l.clients.Load() == 0
 }
 
 func (l *evloop) exit() {
+	l.inboxMu.Lock()
+	for _, c := range l.inbox {
+		unix.Close(c.fd)
+	}
+	l.inbox = nil
+	l.inboxMu.Unlock()
 	for _, x := range l.conns {
 		switch c := x.(type) {
 		case *cconn:
