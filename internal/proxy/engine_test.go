@@ -109,6 +109,14 @@ func TestEnginesKeepAliveAndPipelining(t *testing.T) {
 		if n, err := c.br.ReadByte(); err != io.EOF {
 			t.Errorf("connection still open after Connection: close (%v %v)", n, err)
 		}
+		// A request and the client's hang-up in one go: the request is answered.
+		c2 := e.dialRaw(t)
+		c2.send("GET /s/bye HTTP/1.1\r\nHost: gw\r\n\r\n")
+		c2.c.(*net.TCPConn).CloseWrite()
+		c2.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if resp, body := c2.read("GET"); resp.StatusCode != 200 || body != "GET /bye 0" {
+			t.Errorf("request sent with a hang-up: %d %q", resp.StatusCode, body)
+		}
 	})
 }
 
@@ -173,9 +181,11 @@ func rawBackend(t *testing.T, serve func(c net.Conn, br *bufio.Reader)) *backend
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	conns := map[net.Conn]bool{}
+	closed := false
 	t.Cleanup(func() {
 		ln.Close()
 		mu.Lock()
+		closed = true
 		for c := range conns {
 			c.Close()
 		}
@@ -191,6 +201,11 @@ func rawBackend(t *testing.T, serve func(c net.Conn, br *bufio.Reader)) *backend
 				return
 			}
 			mu.Lock()
+			if closed { // accepted as the test ended: nobody would close it
+				mu.Unlock()
+				c.Close()
+				continue
+			}
 			conns[c] = true
 			mu.Unlock()
 			wg.Add(1)
@@ -260,6 +275,9 @@ func TestEnginesUpstreamFraming(t *testing.T) {
 			t.Errorf("after an interim response: %d %q", resp.StatusCode, body)
 		}
 		c.send("GET /closer/ HTTP/1.1\r\nHost: gw\r\n\r\n")
+		// The end of the body is the instance's hang-up, which comes with the bytes:
+		// well before the 15 s header timeout would end the relay.
+		c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		resp, body := c.read("GET")
 		if resp.StatusCode != 200 || body != "until the end" {
 			t.Errorf("close-delimited body: %d %q", resp.StatusCode, body)

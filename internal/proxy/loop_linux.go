@@ -190,6 +190,21 @@ func (l *evloop) run() {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	defer l.exit()
+	for !l.serve() {
+	}
+}
+
+// serve runs the loop until it has drained at shutdown (true). A panic, a bug by
+// definition, ends only the connections of this loop: it is logged, they are
+// closed, and the loop starts over (false), instead of taking the gateway down.
+func (l *evloop) serve() (drained bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			buf := make([]byte, 16<<10)
+			l.p.log.Error("gateway event loop panicked; closing its connections", "panic", r, "stack", string(buf[:runtime.Stack(buf, false)]))
+			l.reset()
+		}
+	}()
 	for {
 		n := l.poll(0)
 		if n == 0 {
@@ -221,10 +236,28 @@ func (l *evloop) run() {
 		}
 		if l.e.closing.Load() {
 			if l.drain() {
-				return
+				return true
 			}
 		}
 	}
+}
+
+// reset closes every connection of the loop and forgets its state, after a panic
+// left it in an unknown one.
+func (l *evloop) reset() {
+	for fd, x := range l.conns {
+		switch c := x.(type) {
+		case *cconn:
+			unix.Close(c.fd)
+			l.clients.Add(-1)
+		case *uconn:
+			unix.Close(c.fd)
+			c.ep.loopConns.Add(-1)
+		}
+		l.conns[fd] = nil
+	}
+	clear(l.idle)
+	l.exFree, l.next = nil, 0
 }
 
 func (l *evloop) poll(msec int) int {
@@ -312,6 +345,7 @@ type cconn struct {
 	ex       *exchange
 	deadline int64 // read or idle deadline while no exchange runs
 	readable bool  // edge-triggered: bytes may be waiting in the socket
+	hup      bool  // the peer hung up (or the socket failed): read on to the end
 	eof      bool  // the client closed its side
 	closing  bool  // close once wbuf is written
 	closed   bool
@@ -390,6 +424,9 @@ func (l *evloop) clientEvent(c *cconn, ev uint32) {
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		c.readable = true
 	}
+	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		c.hup = true
+	}
 	if ev&unix.EPOLLOUT != 0 && len(c.wbuf) > 0 {
 		l.flushClient(c)
 		return
@@ -450,8 +487,10 @@ func (l *evloop) serveClient(c *cconn) {
 		n, err := unix.Read(c.fd, c.rbuf[len(c.rbuf):cap(c.rbuf)])
 		switch {
 		case n > 0:
-			if len(c.rbuf)+n < cap(c.rbuf) {
-				c.readable = false // a short read emptied the socket
+			if len(c.rbuf)+n < cap(c.rbuf) && !c.hup {
+				// A short read emptied the socket. Not after a hang-up: its edge has
+				// been reported, and only reading on finds the end.
+				c.readable = false
 			}
 			c.rbuf = c.rbuf[:len(c.rbuf)+n]
 		case n == 0 && err == nil:
@@ -624,9 +663,15 @@ func (l *evloop) freeExchange(ex *exchange) {
 	}
 }
 
+// testStartHook, when set by a test, sees every request the loop starts.
+var testStartHook atomic.Pointer[func(path []byte)]
+
 // start begins forwarding a parsed request; false leaves it to fasthttp.
 func (l *evloop) start(ex *exchange) bool {
 	p, h := l.p, &ex.head
+	if hook := testStartHook.Load(); hook != nil {
+		(*hook)(h.path)
+	}
 	r := p.table.Load().match(h.host, h.path)
 	if r == nil {
 		return false
@@ -791,6 +836,7 @@ type uconn struct {
 	connecting bool
 	reused     bool
 	gotBytes   bool
+	hup        bool  // the instance hung up: read on to the end
 	drain      int64 // bytes of a retried response still to read before reuse
 	idleSince  int64
 	closed     bool
@@ -894,6 +940,9 @@ func (l *evloop) upstreamEvent(u *uconn, ev uint32) {
 		l.sendUpstream(u)
 		return
 	}
+	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		u.hup = true
+	}
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		l.readUpstream(u)
 	}
@@ -983,8 +1032,10 @@ func (l *evloop) readUpstream(u *uconn) {
 			u.gotBytes = true
 			u.rbuf = u.rbuf[:len(u.rbuf)+n]
 			l.consume(u)
-			if short {
-				return // a short read emptied the socket; the next bytes bring an edge
+			if short && !u.hup {
+				// A short read emptied the socket; the next bytes bring an edge. A
+				// hang-up's edge came already: read on to the end.
+				return
 			}
 		case n == 0 && err == nil:
 			l.upstreamEOF(u)
