@@ -285,6 +285,33 @@ func (l *evloop) waitMillis() int {
 	return int(max(d, 1))
 }
 
+// rawRead and rawWrite are read(2) and write(2) on non-blocking sockets, which
+// never block, made without telling the runtime: a system call it knows of leaves
+// the loop's P in a state that the runtime's monitor takes away if the thread is
+// descheduled inside the call (the kernel preempts the writer when it wakes the
+// reader), and handing it to another thread and back costs more context switches.
+func rawRead(fd int, b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	r, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(r), nil
+}
+
+func rawWrite(fd int, b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	r, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(r), nil
+}
+
 // deadline returns now+d as unix ns, noting it for the timer; a d that is not
 // positive has passed already.
 func (l *evloop) deadline(d time.Duration) int64 {
@@ -484,7 +511,7 @@ func (l *evloop) serveClient(c *cconn) {
 			c.rbuf = l.getBuf()
 			c.deadline = l.clientDeadline(l.p.cfg.ClientReadTimeout)
 		}
-		n, err := unix.Read(c.fd, c.rbuf[len(c.rbuf):cap(c.rbuf)])
+		n, err := rawRead(c.fd, c.rbuf[len(c.rbuf):cap(c.rbuf)])
 		switch {
 		case n > 0:
 			if len(c.rbuf)+n < cap(c.rbuf) && !c.hup {
@@ -540,7 +567,7 @@ func (c *prefixConn) Read(b []byte) (int, error) {
 
 func (l *evloop) flushClient(c *cconn) {
 	for len(c.wbuf) > 0 {
-		n, err := unix.Write(c.fd, c.wbuf)
+		n, err := rawWrite(c.fd, c.wbuf)
 		if n > 0 {
 			if n == len(c.wbuf) {
 				l.putBuf(c.wbuf)
@@ -952,7 +979,7 @@ func (l *evloop) sendUpstream(u *uconn) {
 	ex := u.ex
 	ex.state = exSending
 	for len(u.pend) > 0 {
-		n, err := unix.Write(u.fd, u.pend)
+		n, err := rawWrite(u.fd, u.pend)
 		if n > 0 {
 			u.pend = u.pend[n:]
 			continue
@@ -1025,7 +1052,7 @@ func (l *evloop) readUpstream(u *uconn) {
 			l.badResponse(u)
 			return
 		}
-		n, err := unix.Read(u.fd, u.rbuf[len(u.rbuf):cap(u.rbuf)])
+		n, err := rawRead(u.fd, u.rbuf[len(u.rbuf):cap(u.rbuf)])
 		switch {
 		case n > 0:
 			short := len(u.rbuf)+n < cap(u.rbuf)
@@ -1227,7 +1254,7 @@ func (l *evloop) relay(u *uconn) {
 // flushClientOnly writes what the client takes without going on to its next request.
 func (l *evloop) flushClientOnly(c *cconn) {
 	for len(c.wbuf) > 0 {
-		n, err := unix.Write(c.fd, c.wbuf)
+		n, err := rawWrite(c.fd, c.wbuf)
 		if n > 0 {
 			if n == len(c.wbuf) {
 				l.putBuf(c.wbuf)
