@@ -84,7 +84,7 @@ type serviceState struct {
 	validator *reqvalidate.Validator // nil: no validation
 	// loopOK: the event loop can forward this service's requests itself (no auth,
 	// validation, fault rule, cache or hashing by cookie, and every instance has an
-	// IP address).
+	// IP address without a zone).
 	loopOK bool
 	// broken says why a policy the route requires could not be built (a JWKS file
 	// missing, an OpenAPI document invalid): the route then refuses with 503 rather
@@ -237,7 +237,9 @@ func (p *Proxy) updateService(s *service, pol Policy, enabled bool, insts []serv
 	st.loopOK = pol.Fault == nil && st.broken == "" && st.auth == nil && st.validator == nil &&
 		st.cache == nil && len(st.hashCookie) == 0
 	for _, e := range st.endpoints {
-		st.loopOK = st.loopOK && e.ap.IsValid()
+		// A zoned IPv6 address (fe80::1%eth0) needs the interface's index, which
+		// the loops' dialer does not look up.
+		st.loopOK = st.loopOK && e.ap.IsValid() && e.ap.Addr().Zone() == ""
 	}
 	s.policy, s.enabled = pol, enabled
 	s.state.Store(st)
