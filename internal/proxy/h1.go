@@ -69,6 +69,28 @@ func nextLine(buf []byte, i int) (line []byte, next int, ok bool) {
 	return line, i + j + 1, true
 }
 
+// nextField parses the field line at buf[i:] of a head that has n fields so far.
+// A nil name with h1OK is the empty line that ends the head; next is the index
+// after the line.
+func nextField(buf []byte, i, n int) (name, value []byte, next int, st h1Status) {
+	line, next, ok := nextLine(buf, i)
+	if !ok {
+		return nil, nil, 0, h1More
+	}
+	if len(line) == 0 {
+		return nil, nil, next, h1OK
+	}
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 || n == maxHeadFields {
+		return nil, nil, 0, h1Other
+	}
+	name, value = line[:colon], trimOWS(line[colon+1:])
+	if !isToken(name) || !validValue(value) {
+		return nil, nil, 0, h1Other
+	}
+	return name, value, next, h1OK
+}
+
 // tchar reports the characters of an RFC 9110 token.
 var tchar = func() (t [256]bool) {
 	for c := '0'; c <= '9'; c++ {
@@ -210,20 +232,12 @@ func parseRequestHead(buf []byte, h *reqHead) (int, h1Status) {
 	h.fields, h.host, h.contentLength, h.close = h.arr[:0], nil, 0, false
 	hosts, lengths := 0, 0
 	for {
-		line, i, ok = nextLine(buf, i)
-		if !ok {
-			return 0, h1More
+		name, value, next, st := nextField(buf, i, len(h.fields))
+		if st != h1OK {
+			return 0, st
 		}
-		if len(line) == 0 {
+		if i = next; name == nil {
 			break
-		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || len(h.fields) == maxHeadFields {
-			return 0, h1Other
-		}
-		name, value := line[:colon], trimOWS(line[colon+1:])
-		if !isToken(name) || !validValue(value) {
-			return 0, h1Other
 		}
 		switch {
 		case eqFold(name, "host"):
@@ -288,20 +302,12 @@ func parseResponseHead(buf []byte, h *respHead) (int, h1Status) {
 	http10, keepAlive := line[7] == '0', false
 	h.fields, h.contentLength, h.chunked, h.close = h.arr[:0], -1, false, false
 	for {
-		line, i, ok = nextLine(buf, i)
-		if !ok {
-			return 0, h1More
+		name, value, next, st := nextField(buf, i, len(h.fields))
+		if st != h1OK {
+			return 0, st
 		}
-		if len(line) == 0 {
+		if i = next; name == nil {
 			break
-		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || len(h.fields) == maxHeadFields {
-			return 0, h1Other
-		}
-		name, value := line[:colon], trimOWS(line[colon+1:])
-		if !isToken(name) || !validValue(value) {
-			return 0, h1Other
 		}
 		switch {
 		case eqFold(name, "content-length"):

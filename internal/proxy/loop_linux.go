@@ -565,25 +565,11 @@ func (c *prefixConn) Read(b []byte) (int, error) {
 	return c.Conn.Read(b)
 }
 
+// flushClient writes what the client takes and, once all is written, goes on:
+// with the relay that waited for the client, or with its next request.
 func (l *evloop) flushClient(c *cconn) {
-	for len(c.wbuf) > 0 {
-		n, err := rawWrite(c.fd, c.wbuf)
-		if n > 0 {
-			if n == len(c.wbuf) {
-				l.putBuf(c.wbuf)
-				c.wbuf = nil
-				break
-			}
-			c.wbuf = c.wbuf[:copy(c.wbuf, c.wbuf[n:])]
-			continue
-		}
-		if err == unix.EAGAIN {
-			return
-		}
-		if err == unix.EINTR {
-			continue
-		}
-		l.closeClient(c)
+	l.writeClient(c)
+	if c.closed || len(c.wbuf) > 0 {
 		return
 	}
 	if ex := c.ex; ex != nil {
@@ -1247,12 +1233,12 @@ func (l *evloop) relay(u *uconn) {
 		return
 	}
 	if len(c.wbuf) > 0 {
-		l.flushClientOnly(c)
+		l.writeClient(c)
 	}
 }
 
-// flushClientOnly writes what the client takes without going on to its next request.
-func (l *evloop) flushClientOnly(c *cconn) {
+// writeClient writes what the client's socket takes, closing it on an error.
+func (l *evloop) writeClient(c *cconn) {
 	for len(c.wbuf) > 0 {
 		n, err := rawWrite(c.fd, c.wbuf)
 		if n > 0 {
