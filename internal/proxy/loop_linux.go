@@ -51,14 +51,15 @@ const epollET = 1 << 31
 var errEngineUnsupported = errors.New("proxy: event loop unavailable")
 
 type engine struct {
-	p        *Proxy
-	lfd      int
-	loops    []*evloop
-	handoff  *chanListener // connections for fasthttp
-	closing  atomic.Bool
-	abort    atomic.Bool
-	wg       sync.WaitGroup
-	lfdClose sync.Once
+	p         *Proxy
+	lfd       int
+	loops     []*evloop
+	handoff   *chanListener // connections for fasthttp
+	closing   atomic.Bool
+	abort     atomic.Bool
+	wg        sync.WaitGroup
+	lfdClose  sync.Once
+	procsFree sync.Once
 }
 
 func newEngine(p *Proxy, ln net.Listener, handoff *chanListener) (*engine, error) {
@@ -82,10 +83,12 @@ func newEngine(p *Proxy, ln net.Listener, handoff *chanListener) (*engine, error
 		return nil, err
 	}
 	e := &engine{p: p, lfd: lfd, handoff: handoff}
-	for range runtime.GOMAXPROCS(0) {
+	n := holdProcs()
+	for range n {
 		l, err := e.newLoop()
 		if err != nil {
 			e.closeLoops()
+			releaseProcs(n)
 			unix.Close(lfd)
 			return nil, err
 		}
@@ -123,7 +126,11 @@ func (e *engine) Shutdown(ctx context.Context) error {
 	unix.Shutdown(e.lfd, unix.SHUT_RDWR)
 	e.wake()
 	done := make(chan struct{})
-	go func() { e.wg.Wait(); close(done) }()
+	go func() {
+		e.wg.Wait()
+		e.procsFree.Do(func() { releaseProcs(len(e.loops)) })
+		close(done)
+	}()
 	var err error
 	select {
 	case <-done:
@@ -153,6 +160,7 @@ type evloop struct {
 	inboxMu   sync.Mutex
 	inbox     []*cconn // accepted by another loop for this one
 	listening bool
+	hot       atomic.Bool // events came within hotWait: the loop waits holding its P
 	now       time.Time
 	nowNano   int64
 	next      int64 // the earliest deadline that may be set, unix ns; 0: none
@@ -183,8 +191,7 @@ func (e *engine) newLoop() (*evloop, error) {
 	return l, nil
 }
 
-// run is the loop. It holds its OS thread; the first wait for events is a poll
-// that does not block, so that a busy loop never parks its thread in the runtime.
+// run is the loop. It holds its OS thread, and while busy its P (see poll).
 func (l *evloop) run() {
 	defer l.e.wg.Done()
 	runtime.LockOSThread()
@@ -206,10 +213,7 @@ func (l *evloop) serve() (drained bool) {
 		}
 	}()
 	for {
-		n := l.poll(0)
-		if n == 0 {
-			n = l.poll(l.waitMillis())
-		}
+		n := l.poll(l.waitMillis())
 		l.now = time.Now()
 		l.nowNano = l.now.UnixNano()
 		for i := range n {
@@ -260,19 +264,41 @@ func (l *evloop) reset() {
 	l.exFree, l.next = nil, 0
 }
 
+// hotWait is how long a busy loop waits for its next event without telling the
+// runtime (see holdProcs); a loop that found nothing in that time waits as
+// goroutines do, giving its P back, so that an idle gateway costs no CPU.
+const hotWait = 5 // ms
+
+// poll waits up to msec milliseconds (-1: until an event) for events. A loop is
+// hot while events keep coming: it then waits in a raw system call, keeping its P.
+// Not inlined: its prologue is where the goroutine stops when the runtime preempts
+// it (for a collection, say) with a signal that interrupts the wait.
+//
+//go:noinline
 func (l *evloop) poll(msec int) int {
-	if msec == 0 {
-		// A raw system call: it cannot block, so the runtime need not know.
+	if msec == 0 || l.hot.Load() {
+		wait, bounded := hotWait, false
+		if msec >= 0 && msec < hotWait {
+			wait, bounded = msec, true
+		}
 		r, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.epfd),
-			uintptr(unsafe.Pointer(&l.events[0])), uintptr(len(l.events)), 0, 0, 0)
-		if errno != 0 {
+			uintptr(unsafe.Pointer(&l.events[0])), uintptr(len(l.events)), uintptr(wait), 0, 0)
+		switch {
+		case errno != 0:
+			// EINTR: the runtime's signal to preempt this goroutine, which it
+			// does at the next function call.
 			return 0
+		case r == 0 && msec != 0 && !bounded:
+			l.hot.Store(false)
 		}
 		return int(r)
 	}
 	n, err := unix.EpollWait(l.epfd, l.events[:], msec)
 	if err != nil {
 		return 0
+	}
+	if n > 0 {
+		l.hot.Store(true)
 	}
 	return n
 }

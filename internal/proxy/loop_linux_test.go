@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"context"
 	"net/http"
 	"os"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 )
@@ -67,11 +69,110 @@ func TestLoopClosesWhatItOpens(t *testing.T) {
 	// Idle pooled connections to the instance may remain, one per loop, with the
 	// in-process instance's end of each; the agent in this process may hold a few
 	// descriptors more or less from moment to moment. A leak is one per client.
-	want := before + 2*runtime.GOMAXPROCS(0) + 4
+	want := before + 2*len(engineOf(t, e.proxy).loops) + 4
 	deadline := time.Now().Add(5 * time.Second)
 	for openFDs(t) > want {
 		if time.Now().After(deadline) {
 			t.Fatalf("open descriptors: %d before, %d after every client left (want <= %d)", before, openFDs(t), want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func engineOf(t *testing.T, p *Proxy) *engine {
+	t.Helper()
+	for _, s := range p.servers {
+		if e, ok := s.(*engine); ok {
+			return e
+		}
+	}
+	t.Fatal("the gateway runs no event loops")
+	return nil
+}
+
+// Each loop's P comes on top of the program's, and goes back when the gateway
+// stops; a second gateway in the process runs as many loops as the first.
+func TestLoopsAddTheirProcs(t *testing.T) {
+	base := runtime.GOMAXPROCS(0)
+	e1, e2 := newEnv(t), newEnv(t)
+	n1, n2 := len(engineOf(t, e1.proxy).loops), len(engineOf(t, e2.proxy).loops)
+	if n1 != base || n2 != base {
+		t.Fatalf("loops: %d and %d, want one per P the program had (%d)", n1, n2, base)
+	}
+	if got := runtime.GOMAXPROCS(0); got != base+n1+n2 {
+		t.Fatalf("GOMAXPROCS with two gateways running: %d, want %d", got, base+n1+n2)
+	}
+	for _, e := range []*env{e1, e2} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		e.proxy.Shutdown(ctx)
+		cancel()
+	}
+	if got := runtime.GOMAXPROCS(0); got != base {
+		t.Fatalf("GOMAXPROCS after both stopped: %d, want %d", got, base)
+	}
+}
+
+// A busy loop waits for events holding its P, in a system call the runtime does not
+// know of: the collector must still stop it promptly, and once traffic ends every
+// loop must give its P back rather than keep waking.
+func TestLoopsHotAndCold(t *testing.T) {
+	e := newEnv(t)
+	e.register("s", newBackend(t, "b", nil))
+	e.waitInstances("s", 1)
+	eng := engineOf(t, e.proxy)
+	anyHot := func() bool {
+		for _, l := range eng.loops {
+			if l.hot.Load() {
+				return true
+			}
+		}
+		return false
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if resp, _ := e.get("/s/x"); resp.StatusCode != 200 {
+					t.Errorf("status %d under load", resp.StatusCode)
+					return
+				}
+			}
+		}()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !anyHot() {
+		if time.Now().After(deadline) {
+			close(stop)
+			wg.Wait()
+			t.Fatal("no loop waits holding its P while requests keep coming")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	var slowest time.Duration
+	for range 20 {
+		start := time.Now()
+		runtime.GC()
+		slowest = max(slowest, time.Since(start))
+	}
+	close(stop)
+	wg.Wait()
+	if slowest > time.Second {
+		t.Fatalf("a collection took %v with the loops busy", slowest)
+	}
+
+	deadline = time.Now().Add(2 * time.Second)
+	for anyHot() {
+		if time.Now().After(deadline) {
+			t.Fatal("loops still hold their Ps 2 s after the last request")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
