@@ -414,3 +414,51 @@ func TestEnginesConcurrentClients(t *testing.T) {
 		}
 	})
 }
+
+// RFC 9110 §7.6.1: the fields a Connection header names belong to that hop, and a
+// proxy removes them, in requests and in responses alike.
+func TestEnginesDropFieldsNamedByConnection(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e *env) {
+		seen := make(chan http.Header, 1)
+		b := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+			for {
+				r, err := readRequest(br)
+				if err != nil {
+					return
+				}
+				seen <- r.Header
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: X-Secret, keep-alive\r\nX-Secret: upstream hop\r\nX-Kept: 1\r\nContent-Length: 2\r\n\r\nok")
+			}
+		})
+		e.register("s", b)
+		e.waitInstances("s", 1)
+		c := e.dialRaw(t)
+		for _, req := range []string{
+			// Connection naming a field of its own: the loop hands such requests over.
+			"GET /s/ HTTP/1.1\r\nHost: gw\r\nConnection: keep-alive, X-Hop\r\nX-Hop: client hop\r\nX-End: 1\r\n\r\n",
+			"GET /s/ HTTP/1.1\r\nHost: gw\r\n\r\n",
+		} {
+			c.send(req)
+			resp, body := c.read("GET")
+			if resp.StatusCode != 200 || body != "ok" {
+				t.Fatalf("%d %q", resp.StatusCode, body)
+			}
+			if v := resp.Header.Get("X-Secret"); v != "" {
+				t.Errorf("the client got the instance's hop-by-hop X-Secret: %q", v)
+			}
+			if resp.Header.Get("X-Kept") != "1" {
+				t.Errorf("X-Kept, an end-to-end field, was dropped: %v", resp.Header)
+			}
+			h := <-seen
+			if v := h.Get("X-Hop"); v != "" {
+				t.Errorf("the instance got the client's hop-by-hop X-Hop: %q", v)
+			}
+			if v := h.Get("Connection"); v != "" {
+				t.Errorf("the instance got the client's Connection field: %q", v)
+			}
+			if strings.Contains(req, "X-End") && h.Get("X-End") != "1" {
+				t.Errorf("X-End, an end-to-end field, was dropped: %v", h)
+			}
+		}
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -107,9 +108,21 @@ func isHop(k []byte) uint8 {
 	return 0
 }
 
+// fieldSet is what fasthttp's request and response headers share.
+type fieldSet interface {
+	All() iter.Seq2[[]byte, []byte]
+	Peek(key string) []byte
+	Del(key string)
+	DelBytes(key []byte)
+	ConnectionClose() bool
+	SetConnectionClose()
+}
+
 // delHopHeaders removes hop-by-hop headers in one pass over the headers; most
-// requests have none, and a Del per name would scan them seven times.
-func delHopHeaders(h *fasthttp.RequestHeader) {
+// messages have none, and a Del per name would scan them seven times. Fields that
+// a Connection header names go too, and the header itself: fasthttp keeps only
+// "close" of it, as a flag, and writes its own.
+func delHopHeaders(h fieldSet) {
 	var found uint8
 	for k := range h.All() {
 		if len(k) >= 2 && (k[0] == 'K' || k[0] == 'P' || k[0] == 'T' || k[0] == 'U') {
@@ -119,22 +132,33 @@ func delHopHeaders(h *fasthttp.RequestHeader) {
 	for i, name := range hopHeaders {
 		if found&(1<<i) != 0 {
 			h.Del(name)
+		}
+	}
+	if v := h.Peek(fasthttp.HeaderConnection); len(v) > 0 && !bytes.EqualFold(v, strClose) {
+		for _, name := range connectionNames(v) {
+			h.DelBytes(name)
+		}
+		closing := h.ConnectionClose()
+		h.Del(fasthttp.HeaderConnection)
+		if closing {
+			h.SetConnectionClose()
 		}
 	}
 }
 
-func delHopHeadersResp(h *fasthttp.ResponseHeader) {
-	var found uint8
-	for k := range h.All() {
-		if len(k) >= 2 && (k[0] == 'K' || k[0] == 'P' || k[0] == 'T' || k[0] == 'U') {
-			found |= isHop(k)
+var strClose = []byte("close")
+
+// connectionNames returns the fields a Connection value names besides the
+// connection options close and keep-alive. Rare: it may allocate.
+func connectionNames(v []byte) [][]byte {
+	var names [][]byte
+	for _, tok := range bytes.Split(v, []byte(",")) {
+		tok = trimOWS(tok)
+		if len(tok) > 0 && !bytes.EqualFold(tok, strClose) && !bytes.EqualFold(tok, []byte("keep-alive")) {
+			names = append(names, tok)
 		}
 	}
-	for i, name := range hopHeaders {
-		if found&(1<<i) != 0 {
-			h.Del(name)
-		}
-	}
+	return names
 }
 
 // reqInfo is what the access log and metrics need after a request is done.
@@ -596,7 +620,7 @@ func (p *Proxy) forward(st *serviceState, req *fasthttp.Request, resp *fasthttp.
 	if status, msg := a.failure(); status != 0 {
 		jsonErrorResp(resp, status, msg)
 	} else {
-		delHopHeadersResp(&resp.Header)
+		delHopHeaders(&resp.Header)
 		// The gateway speaks HTTP/1.1 to its client whatever the instance spoke: an
 		// HTTP/1.0 instance's close-delimited body goes out chunked, which 1.0 lacks.
 		resp.Header.SetProtocol(http11)

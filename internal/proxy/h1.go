@@ -48,6 +48,7 @@ type respHead struct {
 	contentLength int64 // -1: none
 	chunked       bool
 	close         bool // the upstream closes the connection after this response
+	connNames     bool // a Connection field names other fields, which stay on this hop
 	fields        []h1Field
 	arr           [maxHeadFields]h1Field
 }
@@ -332,6 +333,8 @@ func parseResponseHead(buf []byte, h *respHead) (int, h1Status) {
 					h.close = true
 				case eqFold(tok, "keep-alive"):
 					keepAlive = true
+				case len(tok) > 0:
+					h.connNames = true
 				}
 			}
 		}
@@ -366,6 +369,32 @@ func hopField(name []byte) bool {
 		return eqFold(name, "proxy-authenticate")
 	case 19:
 		return eqFold(name, "proxy-authorization")
+	}
+	return false
+}
+
+// namedByConnection reports whether a Connection field among fields names name as
+// one more hop-by-hop field (RFC 9110 §7.6.1).
+func namedByConnection(fields []h1Field, name []byte) bool {
+	for _, f := range fields {
+		if eqFold(f.name, "connection") && hasToken(f.value, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasToken reports whether the comma-separated list v holds tok, in any case.
+func hasToken(v, tok []byte) bool {
+	for len(v) > 0 {
+		i := bytes.IndexByte(v, ',')
+		if i < 0 {
+			i = len(v)
+		}
+		if bytes.EqualFold(trimOWS(v[:i]), tok) {
+			return true
+		}
+		v = v[min(i+1, len(v)):]
 	}
 	return false
 }
@@ -495,7 +524,8 @@ func appendClientResponse(b []byte, h *respHead, reqID []byte, close bool, extra
 	b = appendStatusLine(b, h.status, h.reason)
 	for _, f := range h.fields {
 		// RFC 9112 §6.3: a message forwarded as chunked must lose its Content-Length.
-		if hopField(f.name) || eqFold(f.name, "x-request-id") || h.chunked && eqFold(f.name, "content-length") {
+		if hopField(f.name) || eqFold(f.name, "x-request-id") || h.chunked && eqFold(f.name, "content-length") ||
+			h.connNames && namedByConnection(h.fields, f.name) {
 			continue
 		}
 		b = append(b, f.name...)
