@@ -12,8 +12,8 @@ import (
 // it keeps its P (the runtime's right to run Go code) while the thread sleeps in
 // the kernel. Told of the call, the runtime's monitor would take the P away within
 // 20 µs of the thread sleeping and wake another thread to look for work; on a
-// gateway at 50,000 requests a second that churn was a third of the process's
-// context switches and a tenth of its CPU. The loops' Ps are added to GOMAXPROCS
+// gateway at 50,000 requests a second that churn was half of the process's context
+// switches and a sixth of its CPU. The loops' Ps are added to GOMAXPROCS
 // for as long as the loops live, so that the rest of the program keeps as many as
 // it had.
 var loopProcs struct {
