@@ -134,8 +134,9 @@ func delHopHeaders(h fieldSet) {
 			h.Del(name)
 		}
 	}
-	if v := h.Peek(fasthttp.HeaderConnection); len(v) > 0 && !bytes.EqualFold(v, strClose) {
-		for _, name := range connectionNames(v) {
+	if v := h.Peek(fasthttp.HeaderConnection); len(v) > 0 && !bytes.EqualFold(v, strClose) && !bytes.EqualFold(v, strKeepAlive) {
+		// Rare, so a copy: the deletions below rearrange what v points into.
+		for _, name := range connectionNames(bytes.Clone(v)) {
 			h.DelBytes(name)
 		}
 		closing := h.ConnectionClose()
@@ -146,7 +147,7 @@ func delHopHeaders(h fieldSet) {
 	}
 }
 
-var strClose = []byte("close")
+var strClose, strKeepAlive = []byte("close"), []byte("keep-alive")
 
 // connectionNames returns the fields a Connection value names besides the
 // connection options close and keep-alive. Rare: it may allocate.
@@ -154,7 +155,7 @@ func connectionNames(v []byte) [][]byte {
 	var names [][]byte
 	for _, tok := range bytes.Split(v, []byte(",")) {
 		tok = trimOWS(tok)
-		if len(tok) > 0 && !bytes.EqualFold(tok, strClose) && !bytes.EqualFold(tok, []byte("keep-alive")) {
+		if len(tok) > 0 && !bytes.EqualFold(tok, strClose) && !bytes.EqualFold(tok, strKeepAlive) {
 			names = append(names, tok)
 		}
 	}
