@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"os"
 	"runtime"
@@ -141,7 +142,15 @@ func TestLoopsHotAndCold(t *testing.T) {
 					return
 				default:
 				}
-				if resp, _ := e.get("/s/x"); resp.StatusCode != 200 {
+				// Not e.get: t.Fatal belongs to the test's own goroutine.
+				resp, err := e.client.Get(e.base + "/s/x")
+				if err != nil {
+					t.Errorf("under load: %v", err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
 					t.Errorf("status %d under load", resp.StatusCode)
 					return
 				}
