@@ -2,11 +2,9 @@ package proxy
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"os"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 )
@@ -130,38 +128,21 @@ func TestLoopsHotAndCold(t *testing.T) {
 		return false
 	}
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				// Not e.get: t.Fatal belongs to the test's own goroutine.
-				resp, err := e.client.Get(e.base + "/s/x")
-				if err != nil {
-					t.Errorf("under load: %v", err)
-					return
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					t.Errorf("status %d under load", resp.StatusCode)
-					return
-				}
-			}
-		}()
-	}
+	stop := e.loadUntilStopped(4, "/s/x", func(status int, err error) bool {
+		switch {
+		case err != nil:
+			t.Errorf("under load: %v", err)
+			return false
+		case status != 200:
+			t.Errorf("status %d under load", status)
+			return false
+		}
+		return true
+	})
 	deadline := time.Now().Add(5 * time.Second)
 	for !anyHot() {
 		if time.Now().After(deadline) {
-			close(stop)
-			wg.Wait()
+			stop()
 			t.Fatal("no loop waits holding its P while requests keep coming")
 		}
 		time.Sleep(time.Millisecond)
@@ -172,8 +153,7 @@ func TestLoopsHotAndCold(t *testing.T) {
 		runtime.GC()
 		slowest = max(slowest, time.Since(start))
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	if slowest > time.Second {
 		t.Fatalf("a collection took %v with the loops busy", slowest)
 	}

@@ -1005,39 +1005,53 @@ func TestFaultInjectionShare(t *testing.T) {
 	}
 }
 
+// loadUntilStopped has workers GET path over and over until the returned stop is
+// called, which waits for them. seen gets each answer's status or the error (not
+// t.Fatal: these are not the test's goroutine); a worker ends when it returns false.
+func (e *env) loadUntilStopped(workers int, path string, seen func(status int, err error) bool) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				resp, err := e.client.Get(e.base + path)
+				status := 0
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					status = resp.StatusCode
+				}
+				if !seen(status, err) {
+					return
+				}
+			}
+		}()
+	}
+	var once sync.Once
+	return func() { once.Do(func() { close(done); wg.Wait() }) }
+}
+
 func TestPolicyChangeUnderLoadDropsNothing(t *testing.T) {
 	e := newEnv(t)
 	for i := 0; i < 3; i++ {
 		e.register("hot", newBackend(t, "b"+strconv.Itoa(i), nil))
 	}
 	e.waitInstances("hot", 3)
-	stop := make(chan struct{})
 	var sent, failed atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := e.client.Get(e.base + "/hot/")
-				sent.Add(1)
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					failed.Add(1)
-				}
-			}
-		}()
-	}
+	stop := e.loadUntilStopped(8, "/hot/", func(status int, err error) bool {
+		sent.Add(1)
+		if err != nil || status != 200 {
+			failed.Add(1)
+		}
+		return true
+	})
 	lbs := []string{"round-robin", "least-request", "p2c", "hash"}
 	var idx uint64
 	for i := 0; i < 12; i++ {
@@ -1053,8 +1067,7 @@ func TestPolicyChangeUnderLoadDropsNothing(t *testing.T) {
 		})
 		time.Sleep(20 * time.Millisecond) // let load run on this version
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	t.Logf("%d requests across 12 policy changes, %d failed", sent.Load(), failed.Load())
 	if failed.Load() != 0 || sent.Load() < 100 {
 		t.Errorf("%d of %d requests failed during policy changes", failed.Load(), sent.Load())
